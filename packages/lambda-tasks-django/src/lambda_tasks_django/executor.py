@@ -1,0 +1,211 @@
+"""Run one message: the record lifecycle of SPEC §4."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from lambda_tasks_core import (
+    HardTimeLimitExceeded,
+    LambdaTasksError,
+    MaxRetriesExceededError,
+    SingletonLocked,
+    TaskMessage,
+    record_id,
+    retry_delay_seconds,
+    should_retry,
+    time_limits,
+)
+from lambda_tasks_django.invocation import TaskInvocation
+from lambda_tasks_django.logging import task_logger
+from lambda_tasks_django.models import TaskRecord
+from lambda_tasks_django.registry import resolve
+from lambda_tasks_django.settings import get_settings
+from lambda_tasks_django.singleton import singleton_lock
+
+__all__ = ["Outcome", "TaskInProgress", "execute"]
+
+logger = logging.getLogger("lambda_tasks.executor")
+
+Status = TaskRecord.TaskStatus
+
+# A RUNNING record older than its hard timeout plus this margin belongs to a
+# delivery that died (Lambda timeout, out of memory, killed worker).
+TAKEOVER_MARGIN_SECONDS = 30
+
+
+class TaskInProgress(LambdaTasksError):
+    """Another delivery of the same attempt may still be running it: do not acknowledge."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message."""
+
+    record_id: str
+    status: str | None
+    retry: TaskInvocation | None = None
+    duplicate: bool = False
+
+
+def execute(message: TaskMessage, invocation_id: str, *, enforce_timeouts: bool = True) -> Outcome:
+    """Run one attempt of a task and record its outcome.
+
+    Configuration problems (unknown task, invalid kwargs, bad timeouts) raise
+    before any record is written. Task errors never raise: they are recorded.
+    A retry is returned in :attr:`Outcome.retry` for the caller to dispatch
+    through its own mode. ``TaskInProgress`` means another delivery may still
+    be running this attempt.
+    """
+    task = resolve(message.task_name)
+    soft, hard = task.timeouts()
+    kwargs = task.signature.validate_json(message.kwargs)
+    conf = get_settings()
+    rid = record_id(invocation_id, message.n_retries)
+
+    with task_logger.bind(str(rid)):
+        claimed, note = _claim(message, invocation_id, rid, task.options.queue, hard)
+        if not claimed:
+            return Outcome(str(rid), None, duplicate=True)
+        task_logger.info("Running %s (attempt %d)", message.task_name, message.n_retries + 1)
+        status = Status.FAILED
+        result: Any = None
+        error_text: str | None = None
+        retry: TaskInvocation | None = None
+        try:
+            lock = (
+                singleton_lock(conf.singleton_cache, message.task_name, hard)
+                if task.options.singleton
+                else contextlib.nullcontext()
+            )
+            limits = time_limits(soft, hard) if enforce_timeouts else contextlib.nullcontext()
+            with lock, transaction.atomic(), limits:
+                returned = task.run_validated(kwargs)
+            result = _jsonable(returned)
+            status = Status.SUCCEEDED
+        except HardTimeLimitExceeded:
+            error_text = traceback.format_exc()
+            task_logger.error("Hard time limit of %s s exceeded", hard)
+        except Exception as exc:
+            error_text = traceback.format_exc()
+            options = task.options
+            if isinstance(exc, SingletonLocked) and task.options.singleton:
+                retryable, ignored = options.retry_singleton, not options.retry_singleton
+            else:
+                retryable = isinstance(exc, options.retry_on)
+                ignored = isinstance(exc, options.ignore_errors)
+            if ignored:
+                status = Status.SUCCEEDED
+                task_logger.info("Ignored %s", type(exc).__name__)
+            elif retryable and should_retry(message.n_retries, conf.max_retries):
+                status = Status.RETRIED
+                retry = TaskInvocation(
+                    message=message.next_attempt(),
+                    delay=retry_delay_seconds(options.retry_delay),
+                    queue=options.queue,
+                    group=options.fifo_group,
+                    invocation_id=invocation_id,
+                )
+                task_logger.warning("Retrying after %s", type(exc).__name__)
+            elif retryable:
+                error_text = _max_retries_traceback(exc, message, conf.max_retries)
+                task_logger.warning("Gave up after %d retries", message.n_retries)
+            else:
+                task_logger.error("Failed with %s", type(exc).__name__, exc_info=True)
+        except BaseException:
+            # SystemExit, KeyboardInterrupt: record, then let the process stop.
+            _finish(rid, Status.FAILED, None, _join(note, traceback.format_exc()))
+            raise
+        _finish(rid, status, result, _join(note, error_text))
+        return Outcome(str(rid), status, retry)
+
+
+def _claim(
+    message: TaskMessage, invocation_id: str, rid: Any, queue: str, hard: float
+) -> tuple[bool, str | None]:
+    """Insert the RUNNING record; (False, _) when this attempt already finished.
+
+    The note, when given, says that an earlier delivery was lost and taken over.
+    """
+    now = timezone.now()
+    values = {
+        "task_name": message.task_name,
+        "kwargs": message.kwargs,
+        "n_retries": message.n_retries,
+        "status": Status.RUNNING,
+        "start_time": now,
+        "invocation_id": invocation_id,
+        "queue": queue,
+    }
+    try:
+        # Inside an outer transaction a failed INSERT must not poison it.
+        in_transaction = transaction.get_connection().in_atomic_block
+        with transaction.atomic() if in_transaction else contextlib.nullcontext():
+            TaskRecord.objects.create(pk=rid, **values)
+        return True, None
+    except IntegrityError:
+        pass
+    existing = TaskRecord.objects.filter(pk=rid).values("status", "start_time").first()
+    if existing is None:  # deleted in between: treat as in progress, SQS offers it again
+        raise TaskInProgress(f"record {rid} vanished while claiming it")
+    if existing["status"] != Status.RUNNING:
+        task_logger.warning(
+            "Skipping duplicate delivery of an attempt that already ended (%s)",
+            existing["status"],
+        )
+        return False, None
+    started = existing["start_time"]
+    stale_before = now - datetime.timedelta(seconds=hard + TAKEOVER_MARGIN_SECONDS)
+    if started is not None and started > stale_before:
+        raise TaskInProgress(
+            f"record {rid} is RUNNING since {started.isoformat()}: another delivery may "
+            "still be running it"
+        )
+    # The earlier delivery died. One conditional UPDATE decides between racing redeliveries.
+    note = f"An earlier delivery started at {started} was lost (no outcome recorded); ran again."
+    took_over = TaskRecord.objects.filter(pk=rid, status=Status.RUNNING, start_time=started).update(
+        start_time=now, traceback=note
+    )
+    if not took_over:
+        raise TaskInProgress(f"record {rid} was taken over by another delivery")
+    task_logger.warning("Taking over an attempt lost by an earlier delivery started at %s", started)
+    return True, note
+
+
+def _finish(rid: Any, status: str, result: Any, error_text: str | None) -> None:
+    TaskRecord.objects.filter(pk=rid).update(
+        status=status, result=result, traceback=error_text, end_time=timezone.now()
+    )
+
+
+def _join(note: str | None, text: str | None) -> str | None:
+    if note is None:
+        return text
+    return note if text is None else f"{note}\n\n{text}"
+
+
+def _jsonable(result: Any) -> Any:
+    try:
+        json.dumps(result, cls=DjangoJSONEncoder)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the task's return value cannot be stored as JSON: {exc}") from exc
+    return result
+
+
+def _max_retries_traceback(exc: BaseException, message: TaskMessage, max_retries: int) -> str:
+    try:
+        raise MaxRetriesExceededError(
+            f"task {message.task_name} failed on attempt {message.n_retries + 1}; "
+            f"LAMBDA_TASKS_MAX_RETRIES = {max_retries} allows no more retries"
+        ) from exc
+    except MaxRetriesExceededError:
+        return traceback.format_exc()

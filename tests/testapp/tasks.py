@@ -1,0 +1,130 @@
+"""Tasks used by the test suite (an installed app, so the registry knows them)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+import uuid
+from decimal import Decimal
+
+from django.contrib.auth.models import Group
+
+from lambda_tasks_django import lambda_task, task_logger
+
+
+class Flaky(Exception):
+    """Raised by tasks that want to be retried."""
+
+
+class Ignorable(Exception):
+    """Raised by tasks that want the error ignored."""
+
+
+@lambda_task
+def add(*, a: int, b: int = 0) -> int:
+    return a + b
+
+
+@lambda_task
+def noop() -> None:
+    return None
+
+
+@lambda_task
+def echo_types(
+    *, when: datetime.datetime, ident: uuid.UUID, amount: Decimal, tags: list[str]
+) -> dict[str, str]:
+    return {
+        "when": when.isoformat(),
+        "ident": str(ident),
+        "amount": str(amount),
+        "tags": ",".join(tags),
+    }
+
+
+@lambda_task
+def create_group(*, name: str) -> int:
+    return Group.objects.create(name=name).pk
+
+
+@lambda_task
+def create_group_then_fail(*, name: str) -> None:
+    Group.objects.create(name=name)
+    raise RuntimeError("boom after a write")
+
+
+@lambda_task(ignore_errors=(Ignorable,))
+def create_group_then_ignore(*, name: str) -> None:
+    Group.objects.create(name=name)
+    raise Ignorable("not worth failing for")
+
+
+@lambda_task(retry_on=(Flaky,))
+def always_flaky(*, name: str = "x") -> None:
+    raise Flaky(name)
+
+
+@lambda_task(retry_on=(Flaky,))
+def flaky_until(*, marker: str, succeed_on_attempt: int) -> int:
+    """Fails with Flaky until the group count for ``marker`` reaches the wanted attempt."""
+    attempts = Group.objects.filter(name__startswith=f"{marker}-").count() + 1
+    # Outside the task's atomic block nothing survives a failure, so count through
+    # a separate autocommitted marker in the file system instead.
+    path = f"/tmp/lambda-tasks-flaky-{marker}"
+    with open(path, "a") as fh:
+        fh.write("x")
+    with open(path) as fh:
+        attempts = len(fh.read())
+    if attempts < succeed_on_attempt:
+        raise Flaky(f"attempt {attempts}")
+    return attempts
+
+
+@lambda_task(soft_timeout=0.2, hard_timeout=0.5)
+def sleepy_soft(*, seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke"
+
+
+@lambda_task(soft_timeout=0.2, hard_timeout=0.4)
+def ignores_soft(*, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.01)
+        except Exception:
+            continue
+    return "done"
+
+
+@lambda_task
+def logs(*, text: str) -> None:
+    task_logger.info("hello %s", text)
+
+
+@lambda_task
+def returns_unjsonable() -> object:
+    return object()
+
+
+@lambda_task
+def pid() -> int:
+    return os.getpid()
+
+
+@lambda_task(singleton=True, hard_timeout=5, soft_timeout=4)
+def singleton_sleep(*, seconds: float) -> str:
+    time.sleep(seconds)
+    return "ran"
+
+
+@lambda_task(singleton=True, retry_singleton=False, hard_timeout=5, soft_timeout=4)
+def singleton_no_retry(*, seconds: float) -> str:
+    time.sleep(seconds)
+    return "ran"
+
+
+@lambda_task(queue="other", delay=3)
+def on_other_queue(*, n: int) -> int:
+    return n
