@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ExampleAppConfig(AppConfig):
+    name = "example_app"
