@@ -106,10 +106,13 @@ def _batches(
         yield batch
 
 
-def _is_timeout(exc: BaseException) -> bool:
+def _is_unreachable(exc: BaseException) -> bool:
+    """A connection failure or timeout: the endpoint will not answer the next batch either."""
     from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
 
-    return isinstance(exc, BotoConnectionError)
+    # ReadTimeoutError is an HTTPClientError, not a ConnectionError.
+    return isinstance(exc, BotoConnectionError | HTTPClientError)
 
 
 def send(invocations: Sequence[TaskInvocation], queue_urls: dict[str, str]) -> list[TaskInvocation]:
@@ -139,7 +142,7 @@ def send(invocations: Sequence[TaskInvocation], queue_urls: dict[str, str]) -> l
             try:
                 response = get_client().send_message_batch(QueueUrl=queue_url, Entries=batch)
             except Exception as exc:
-                if _is_timeout(exc):
+                if _is_unreachable(exc):
                     unreachable = exc
                 _log_unsent(batch_invocations, queue_url, f"{type(exc).__name__}: {exc}")
                 unsent.extend(batch_invocations)
