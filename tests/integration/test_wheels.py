@@ -1,0 +1,111 @@
+"""The built wheels alone (no workspace) install and run the example project (SPEC §1)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DISTRIBUTIONS = [
+    "lambda_tasks_core",
+    "lambda_tasks_django",
+    "lambda_tasks_handler",
+    "lambda_tasks_local",
+]
+
+
+def _uv() -> str:
+    # `uv run` tells its children where it lives; fall back to PATH.
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not available: pip install uv")
+    return uv
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [_uv(), "build", "--all-packages", "--wheel", "-o", str(dist), "-q"],
+        cwd=REPO,
+        check=True,
+        timeout=300,
+    )
+    built = sorted(dist.glob("*.whl"))
+    assert [w.name.split("-")[0] for w in built] == DISTRIBUTIONS
+    return built
+
+
+def test_wheels_pin_their_siblings_to_the_same_version(wheels: list[Path]) -> None:
+    versions = {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels}
+    assert len(set(versions.values())) == 1
+    version = next(iter(versions.values()))
+    for wheel in wheels[1:]:
+        with zipfile.ZipFile(wheel) as archive:
+            metadata = next(n for n in archive.namelist() if n.endswith("/METADATA"))
+            requires = [
+                line
+                for line in archive.read(metadata).decode().splitlines()
+                if line.startswith("Requires-Dist: lambda-tasks-")
+            ]
+        assert requires, wheel.name
+        assert all(line.endswith(f"=={version}") for line in requires), requires
+
+
+def test_wheels_carry_py_typed_and_migrations(wheels: list[Path]) -> None:
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+        package = wheel.name.split("-")[0]
+        assert f"{package}/py.typed" in names
+    with zipfile.ZipFile(wheels[1]) as archive:
+        assert "lambda_tasks_django/migrations/0001_initial.py" in archive.namelist()
+
+
+def test_fresh_venv_with_only_the_wheels_runs_the_example_demo(
+    wheels: list[Path], tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([_uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [_uv(), "pip", "install", "-q", "--python", str(python), *map(str, wheels)],
+        check=True,
+        timeout=300,
+    )
+    project = tmp_path / "example"
+    shutil.copytree(REPO / "example", project, ignore=shutil.ignore_patterns("*.sqlite3*", "*.log"))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTHON", "VIRTUAL_ENV", "DJANGO_", "LAMBDA_TASKS_"))
+    }
+    env |= {"EXAMPLE_TASKS_MODE": "eager", "EXAMPLE_DB_PATH": str(tmp_path / "demo.sqlite3")}
+    completed = subprocess.run(
+        [str(python), "manage.py", "demo"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    # The packages came from the venv, not from the workspace checkout.
+    located = subprocess.run(
+        [str(python), "-c", "import lambda_tasks_django; print(lambda_tasks_django.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert str(venv) in located
+    assert "7/7 tasks finished" in completed.stdout
+    assert completed.stdout.count("SUCCEEDED") == 6
+    assert "ZeroDivisionError" in completed.stdout
