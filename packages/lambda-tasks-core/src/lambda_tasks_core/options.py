@@ -15,7 +15,8 @@ __all__ = ["TaskOptions", "resolve_timeouts", "validate_delay", "validate_fifo_g
 ExceptionTypes = tuple[type[BaseException], ...]
 
 # SQS MessageGroupId: 1-128 characters of alphanumerics and punctuation.
-_FIFO_GROUP = re.compile(r"""^[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$""")
+# Matched with fullmatch: "$" would also accept a trailing newline.
+_FIFO_GROUP = re.compile(r"""[A-Za-z0-9!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ def validate_delay(value: object, what: str) -> int:
 
 def validate_fifo_group(value: object, what: str) -> str:
     """Check an SQS MessageGroupId; ``what`` names it in errors."""
-    if not isinstance(value, str) or not _FIFO_GROUP.match(value):
+    if not isinstance(value, str) or not _FIFO_GROUP.fullmatch(value):
         raise ValueError(
             f"{what} must be 1-128 letters, digits or punctuation (an SQS MessageGroupId), "
             f"got {value!r}"

@@ -73,7 +73,9 @@ class TaskSignature:
 
     def validate_python(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Check call-time kwargs strictly; raises ``pydantic.ValidationError``."""
-        return self._adapter.validate_python(dict(kwargs))
+        # strict=True at call time, not only in the config: a config's strictness
+        # stops at nested pydantic models, which have their own (usually lax) one.
+        return self._adapter.validate_python(dict(kwargs), strict=True)
 
     def to_json_compatible(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Validate call-time kwargs and return their JSON form (for the wire message)."""
@@ -83,4 +85,4 @@ class TaskSignature:
 
     def validate_json(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Rebuild Python values from kwargs decoded out of a message (strict JSON mode)."""
-        return self._adapter.validate_json(json.dumps(kwargs))
+        return self._adapter.validate_json(json.dumps(kwargs), strict=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -33,6 +34,10 @@ def time_limits(soft: float | None, hard: float | None) -> Iterator[None]:
         return
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("time_limits() needs the main thread: only it receives SIGALRM")
+    for name, limit in (("soft", soft), ("hard", hard)):
+        # setitimer(0) disarms the timer: a 0 limit would silently mean no limit.
+        if limit is not None and not 0 < limit < math.inf:
+            raise ValueError(f"{name} limit must be a positive number of seconds, got {limit!r}")
     if soft is not None and hard is not None and soft >= hard:
         raise ValueError(f"soft limit ({soft} s) must be below the hard limit ({hard} s)")
 
@@ -57,8 +62,10 @@ def time_limits(soft: float | None, hard: float | None) -> Iterator[None]:
     signal.signal(signal.SIGALRM, on_alarm)
     first = soft if soft is not None else hard
     assert first is not None
-    signal.setitimer(signal.ITIMER_REAL, first)
     try:
+        # Inside the try: if arming fails (e.g. an absurdly large value), the
+        # previous handler and alarm are still restored.
+        signal.setitimer(signal.ITIMER_REAL, first)
         yield
     finally:
         active = False
