@@ -70,7 +70,11 @@ def time_limits(soft: float | None, hard: float | None) -> Iterator[None]:
     finally:
         active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous_handler)
+        # None: the previous handler was not installed from Python; the default is the
+        # closest we can restore.
+        signal.signal(
+            signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler
+        )
         if previous_delay > 0:
             left = previous_delay - (time.monotonic() - started)
             signal.setitimer(signal.ITIMER_REAL, max(left, _MIN_REARM_SECONDS), previous_interval)
