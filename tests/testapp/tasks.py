@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import os
 import time
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import Group
 
@@ -128,3 +130,94 @@ def singleton_no_retry(*, seconds: float) -> str:
 @lambda_task(queue="other", delay=3)
 def on_other_queue(*, n: int) -> int:
     return n
+
+
+# --- Added for tests/django (executor, decorator, registry) ---------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@lambda_task
+def running_records_of_self() -> int:
+    """How many RUNNING records this task has while it runs (its own, normally 1)."""
+    from lambda_tasks_django.models import TaskRecord
+
+    return TaskRecord.objects.filter(
+        task_name=f"{__name__}.running_records_of_self", status=TaskRecord.TaskStatus.RUNNING
+    ).count()
+
+
+@lambda_task(retry_on=(Flaky,), retry_delay=10)
+def flaky_with_retry_delay() -> None:
+    raise Flaky("again")
+
+
+#: Calls of :func:`plain_function`, a callable of an installed app that is not a task.
+PLAIN_FUNCTION_CALLS: list[dict[str, object]] = []
+
+
+def plain_function(**kwargs: object) -> None:
+    PLAIN_FUNCTION_CALLS.append(kwargs)
+
+
+@lambda_task
+def describe_types(
+    *, when: datetime.datetime, ident: uuid.UUID, amount: Decimal, colour: Colour
+) -> dict[str, str]:
+    return {
+        "when": type(when).__name__,
+        "ident": type(ident).__name__,
+        "amount": type(amount).__name__,
+        "colour": type(colour).__name__,
+    }
+
+
+@lambda_task
+def create_group_then_interrupt(*, name: str) -> None:
+    Group.objects.create(name=name)
+    raise KeyboardInterrupt
+
+
+@lambda_task
+def create_group_then_exit(*, name: str) -> None:
+    Group.objects.create(name=name)
+    raise SystemExit(3)
+
+
+@lambda_task
+def in_atomic_block() -> bool:
+    from django.db import transaction
+
+    return bool(transaction.get_connection().in_atomic_block)
+
+
+@lambda_task
+def enqueue_add(*, a: int) -> str:
+    """Enqueues ``add`` from inside a running task; returns that invocation id."""
+    return add.execute_on_commit(a=a)
+
+
+@lambda_task
+def store_payload(*, payload: dict[str, Any]) -> int:
+    return len(payload)
+
+
+@lambda_task
+def enqueue_add_then_fail(*, a: int) -> None:
+    """Enqueues ``add``, then fails: the enqueue must be rolled back with the task."""
+    add.execute_on_commit(a=a)
+    raise RuntimeError("failed after enqueueing")
+
+
+@lambda_task
+def create_group_then_return_unjsonable(*, name: str) -> object:
+    Group.objects.create(name=name)
+    return {"not json": object()}
+
+
+@lambda_task
+def returns_nan() -> dict[str, float]:
+    return {"ratio": float("nan")}

@@ -9,6 +9,7 @@ from django.apps import AppConfig
 from django.conf import settings as django_settings
 from django.core import checks
 
+from lambda_tasks_core import resolve_timeouts
 from lambda_tasks_django.registry import registered
 from lambda_tasks_django.settings import Mode, find_problems
 
@@ -73,7 +74,9 @@ def check_tasks(
                 )
             )
         try:
-            task.timeouts()
+            # Not task.timeouts(): get_settings() raises while any setting is invalid,
+            # and a check must report, not crash. find_problems() fell back to defaults.
+            resolve_timeouts(options, conf.default_soft_timeout, conf.default_hard_timeout)
         except (TypeError, ValueError) as exc:
             messages.append(
                 checks.Error(

@@ -89,8 +89,9 @@ def execute(message: TaskMessage, invocation_id: str, *, enforce_timeouts: bool 
             )
             limits = time_limits(soft, hard) if enforce_timeouts else contextlib.nullcontext()
             with lock, transaction.atomic(), limits:
-                returned = task.run_validated(kwargs)
-            result = _jsonable(returned)
+                # Checked inside the block: a result that cannot be stored fails
+                # the task, so its writes must roll back with it.
+                result = _jsonable(task.run_validated(kwargs))
             status = Status.SUCCEEDED
         except HardTimeLimitExceeded:
             error_text = traceback.format_exc()
@@ -195,7 +196,9 @@ def _join(note: str | None, text: str | None) -> str | None:
 
 def _jsonable(result: Any) -> Any:
     try:
-        json.dumps(result, cls=DjangoJSONEncoder)
+        # allow_nan=False: NaN and Infinity are not JSON; PostgreSQL and SQLite's
+        # JSON check refuse them, which would leave the record RUNNING.
+        json.dumps(result, cls=DjangoJSONEncoder, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the task's return value cannot be stored as JSON: {exc}") from exc
     return result

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from lambda_tasks_core import TaskMessage, TaskOptions, TaskSignature, resolve_timeouts
 from lambda_tasks_core.options import validate_delay
@@ -23,6 +27,11 @@ class LambdaTask(Generic[P, R]):
     Calling it runs the function synchronously (kwargs validated strictly; no
     record, no transaction, no timeouts). :meth:`execute_on_commit` dispatches it.
     """
+
+    # Copied from the function by functools.update_wrapper; declared for type checkers.
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, R]
 
     def __init__(self, func: Callable[P, R], options: TaskOptions) -> None:
         self.func = func
@@ -58,13 +67,28 @@ class LambdaTask(Generic[P, R]):
         """Validate a call and build its (not yet enqueued) invocation."""
         if delay is not None:
             validate_delay(delay, f"task {self.name}: _delay")
-        message = TaskMessage(task_name=self.name, kwargs=self.signature.to_json_compatible(kwargs))
+        message = TaskMessage(task_name=self.name, kwargs=self._json_kwargs(kwargs))
         return TaskInvocation(
             message=message,
             delay=self.options.delay if delay is None else delay,
             queue=self.options.queue,
             group=group if group is not None else self.options.fifo_group,
         )
+
+    def _json_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Validated kwargs in their wire form; ``ValueError`` when JSON cannot carry them."""
+        try:
+            json_kwargs = self.signature.to_json_compatible(kwargs)
+            # NaN and Infinity pass pydantic but would reach the task as null.
+            json.dumps(json_kwargs, allow_nan=False)
+        except (PydanticSerializationError, ValueError) as exc:
+            if isinstance(exc, ValidationError):
+                raise
+            raise ValueError(
+                f"task {self.name}: the kwargs cannot be sent as JSON ({exc}); pass JSON "
+                "values, datetime, UUID, Decimal, enums or pydantic models"
+            ) from exc
+        return json_kwargs
 
     def execute_on_commit(
         self, *, _delay: int | None = None, _group: str | None = None, **kwargs: Any
