@@ -212,6 +212,38 @@ def enqueue_add_then_fail(*, a: int) -> None:
     raise RuntimeError("failed after enqueueing")
 
 
+# --- Added for tests/django (singleton locks, concurrent deliveries) ------------------------
+
+SINGLETON_PROBE_KEY = "lambda_tasks.singleton_lock.tests.testapp.tasks.singleton_probe"
+
+
+@lambda_task(singleton=True, soft_timeout=6, hard_timeout=7)
+def singleton_probe(*, redis_url: str, fail: bool = False) -> dict[str, int]:
+    """Reports its own lock while it runs: ``{"exists": 0|1, "ttl_ms": n}``; optionally fails."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        seen = {
+            "exists": int(client.exists(SINGLETON_PROBE_KEY)),
+            "ttl_ms": int(client.pttl(SINGLETON_PROBE_KEY)),
+        }
+    finally:
+        client.close()
+    if fail:
+        raise RuntimeError("singleton probe failed on purpose")
+    return seen
+
+
+@lambda_task
+def append_line(*, path: str, line: str, pause: float = 0.0) -> int:
+    """Appends ``line`` to the file at ``path`` (one line per real run), then sleeps."""
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
+    time.sleep(pause)
+    return os.getpid()
+
+
 @lambda_task
 def create_group_then_return_unjsonable(*, name: str) -> object:
     Group.objects.create(name=name)

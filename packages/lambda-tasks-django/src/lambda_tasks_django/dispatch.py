@@ -104,6 +104,13 @@ def enqueue_on_commit(invocation: TaskInvocation) -> str:
     """
     conf = get_settings()
     conf.check_queue(invocation.queue)
+    queue_url = conf.queues.get(invocation.queue, "")
+    if queue_url.endswith(".fifo") and invocation.delay:
+        raise ValueError(
+            f"task {invocation.message.task_name}: queue {invocation.queue!r} is a FIFO queue, "
+            f"which has no per-message delay (got a delay of {invocation.delay} s); "
+            "enqueue it with _delay=0"
+        )
     transport = get_transport(conf)
     invocation = invocation.with_id()
     assert invocation.invocation_id is not None
@@ -155,5 +162,16 @@ def _keep_flush_last(connection: BaseDatabaseWrapper) -> None:
     hooks: list[Any] = connection.run_on_commit
     if hooks and hooks[-1][1] is flush:
         return
-    hooks[:] = [hook for hook in hooks if hook[1] is not flush]
+    # Neutralise the earlier flush entry in place rather than removing it: code
+    # that remembers positions in the list (TestCase.captureOnCommitCallbacks)
+    # must not see later entries shift. It is normally one of the last entries.
+    for index in range(len(hooks) - 1, -1, -1):
+        sids, func, robust = hooks[index]
+        if func is flush:
+            hooks[index] = (sids, _flush_moved, robust)
+            break
     hooks.append((set(), flush, False))
+
+
+def _flush_moved() -> None:
+    """Left where the flush callback was before it moved to the end of the list."""

@@ -24,6 +24,8 @@ logger = logging.getLogger("lambda_tasks.sqs")
 # are a 60 s read timeout and several retries).
 CONNECT_TIMEOUT_SECONDS = 2.0
 READ_TIMEOUT_SECONDS = 5.0
+#: Total attempts per request, the first included (botocore's ``total_max_attempts``;
+#: its ``max_attempts`` counts retries only, which would make this one attempt more).
 MAX_ATTEMPTS = 2
 
 _client: SQSClient | None = None
@@ -44,7 +46,7 @@ def get_client() -> SQSClient:
                     config=Config(
                         connect_timeout=CONNECT_TIMEOUT_SECONDS,
                         read_timeout=READ_TIMEOUT_SECONDS,
-                        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+                        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
                     ),
                 )
     return _client
