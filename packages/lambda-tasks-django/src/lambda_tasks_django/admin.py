@@ -6,6 +6,7 @@ import datetime
 from typing import TYPE_CHECKING
 
 from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -64,7 +65,7 @@ class TaskRecordAdmin(_ModelAdmin):
                 )
                 task.signature.validate_json(record.kwargs)
                 invocation.execute_on_commit()
-            except (LambdaTasksError, ValueError) as exc:
+            except (LambdaTasksError, ValueError, ImproperlyConfigured) as exc:
                 self.message_user(
                     request, f"Not replayed {record.task_name} ({record.pk}): {exc}", messages.ERROR
                 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from lambda_tasks_core import (
@@ -183,9 +183,21 @@ def _claim(
 
 
 def _finish(rid: Any, status: str, result: Any, error_text: str | None) -> None:
-    TaskRecord.objects.filter(pk=rid).update(
-        status=status, result=result, traceback=error_text, end_time=timezone.now()
-    )
+    records = TaskRecord.objects.filter(pk=rid)
+    try:
+        records.update(status=status, result=result, traceback=error_text, end_time=timezone.now())
+    except DatabaseError as exc:
+        # The database refused the outcome itself (e.g. a NUL character, which
+        # PostgreSQL text cannot hold): record a FAILED outcome it can store
+        # rather than leave the record RUNNING.
+        safe_text = (error_text or "").replace("\x00", "\\x00")
+        records.update(
+            status=Status.FAILED,
+            result=None,
+            traceback=f"{safe_text}\nThe outcome could not be stored: {type(exc).__name__}: "
+            f"{str(exc).replace(chr(0), '')}".lstrip(),
+            end_time=timezone.now(),
+        )
 
 
 def _join(note: str | None, text: str | None) -> str | None:

@@ -41,9 +41,10 @@ def resolve(task_name: str) -> LambdaTask[..., object]:
     if module_name is not None:
         try:
             importlib.import_module(module_name)
-        except ImportError as exc:
+        except Exception as exc:
             raise UnknownTaskError(
-                f"{task_name!r} is not a registered task (importing {module_name} failed: {exc})"
+                f"{task_name!r} is not a registered task (importing {module_name} failed: "
+                f"{type(exc).__name__}: {exc})"
             ) from exc
         task = _tasks.get(task_name)
         if task is not None:

@@ -17,6 +17,8 @@ from lambda_tasks_core.limits import MAX_TIMEOUT_SECONDS
 __all__ = ["Mode", "SettingProblem", "TasksSettings", "find_problems", "get_settings"]
 
 PREFIX = "LAMBDA_TASKS_"
+# n_retries is a PositiveSmallIntegerField: 32767 on every database Django supports.
+_MAX_RETRIES_LIMIT = 32766
 
 
 class Mode(enum.Enum):
@@ -175,8 +177,17 @@ def find_problems() -> tuple[TasksSettings, list[SettingProblem]]:
             "The soft limit gives the task a chance to clean up before the hard one.",
         )
     max_retries = _raw("MAX_RETRIES", defaults.max_retries)
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        problem("E007", "MAX_RETRIES", "LAMBDA_TASKS_MAX_RETRIES must be an integer ≥ 0.", "")
+    if (
+        isinstance(max_retries, bool)
+        or not isinstance(max_retries, int)
+        or not 0 <= max_retries <= _MAX_RETRIES_LIMIT
+    ):
+        problem(
+            "E007",
+            "MAX_RETRIES",
+            f"LAMBDA_TASKS_MAX_RETRIES must be an integer from 0 to {_MAX_RETRIES_LIMIT}.",
+            "TaskRecord.n_retries is a small integer column (django-lambda-tasks' schema).",
+        )
         max_retries = defaults.max_retries
     cache = _raw("SINGLETON_CACHE", defaults.singleton_cache)
     if not isinstance(cache, str) or not cache:
