@@ -98,7 +98,7 @@ def test_any_json_kwargs_round_trip(kwargs: dict[str, Any], n_retries: int) -> N
 
 @pytest.mark.parametrize(
     "extra",
-    [{"args": []}, {"eta": "2024-01-01T00:00:00Z"}, {"priority": 1}, {"invocation_id": "x"}],
+    [{"eta": "2024-01-01T00:00:00Z"}, {"priority": 1}, {"invocation_id": "x"}],
 )
 def test_extra_keys_are_rejected(extra: dict[str, Any]) -> None:
     with pytest.raises(ValidationError) as info:
@@ -220,3 +220,14 @@ def test_record_id_accepts_an_sqs_message_id() -> None:
     assert record_id(message_id, 1) == uuid.uuid5(
         uuid.NAMESPACE_URL, "lambda-tasks:059f36b4-87a3-44ab-83d2-661975830a7d:1"
     )
+
+
+def test_args_of_django_tasks_messages_round_trip_and_are_absent_otherwise() -> None:
+    plain = TaskMessage(task_name="m.f", kwargs={"a": 1})
+    assert "args" not in json.loads(plain.to_json())
+    assert "args" not in plain.to_dict()
+    with_args = TaskMessage(task_name="m.f", kwargs={}, args=[1, "two"])
+    body = with_args.to_json()
+    assert json.loads(body)["args"] == [1, "two"]
+    assert TaskMessage.from_json(body) == with_args
+    assert with_args.next_attempt().args == [1, "two"]

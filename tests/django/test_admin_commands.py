@@ -293,11 +293,11 @@ def test_status_command_prints_counts_per_task_and_status() -> None:
     call_command("lambda_tasks_status", stdout=out)
 
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["task", "RUNNING", "SUCCEEDED", "FAILED", "RETRIED"]
+    assert lines[0].split() == ["task", "READY", "RUNNING", "SUCCEEDED", "FAILED", "RETRIED"]
     rows = {line.split()[0]: [int(n) for n in line.split()[1:]] for line in lines[2:]}
     assert rows == {
-        "tests.testapp.tasks.add": [0, 3, 1, 0],
-        "tests.testapp.tasks.noop": [1, 0, 0, 1],
+        "tests.testapp.tasks.add": [0, 0, 3, 1, 0],
+        "tests.testapp.tasks.noop": [0, 1, 0, 0, 1],
     }
 
 

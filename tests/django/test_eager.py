@@ -135,6 +135,7 @@ def test_eager_retries_3000_times_without_recursion_then_fails(
     records = TaskRecord.objects.filter(invocation_id=invocation_id)
     counts = {s: records.filter(status=s).count() for s in Status.values}
     assert counts == {
+        Status.READY: 0,
         Status.RETRIED: 3000,
         Status.FAILED: 1,
         Status.RUNNING: 0,

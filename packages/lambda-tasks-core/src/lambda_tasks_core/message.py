@@ -30,10 +30,17 @@ class TaskMessage(BaseModel):
     task_name: str = Field(min_length=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     n_retries: int = Field(default=0, ge=0)
+    #: Positional arguments of ``django.tasks`` tasks only; absent from the body
+    #: otherwise, so ``@lambda_task`` messages keep the reference's exact shape.
+    args: list[Any] | None = None
 
     def to_json(self) -> str:
         """Encode as the SQS message body."""
-        return self.model_dump_json()
+        return self.model_dump_json(exclude={"args"} if self.args is None else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The body as a JSON-compatible dict (same keys as :meth:`to_json`)."""
+        return self.model_dump(mode="json", exclude={"args"} if self.args is None else None)
 
     @classmethod
     def from_json(cls, body: str | bytes) -> TaskMessage:

@@ -125,8 +125,12 @@ def resolve_timeouts(
     soft = options.soft_timeout if options.soft_timeout is not None else default_soft
     hard = options.hard_timeout if options.hard_timeout is not None else default_hard
     origin = {
-        "soft": "soft_timeout" if options.soft_timeout is not None else "LAMBDA_TASKS_DEFAULT_SOFT_TIMEOUT",
-        "hard": "hard_timeout" if options.hard_timeout is not None else "LAMBDA_TASKS_DEFAULT_HARD_TIMEOUT",
+        "soft": "soft_timeout"
+        if options.soft_timeout is not None
+        else "LAMBDA_TASKS_DEFAULT_SOFT_TIMEOUT",
+        "hard": "hard_timeout"
+        if options.hard_timeout is not None
+        else "LAMBDA_TASKS_DEFAULT_HARD_TIMEOUT",
     }
     _check_seconds(options.task_name, origin["soft"], soft)
     _check_seconds(options.task_name, origin["hard"], hard)

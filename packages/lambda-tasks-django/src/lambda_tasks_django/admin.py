@@ -58,14 +58,15 @@ class TaskRecordAdmin(_ModelAdmin):
         for record in queryset:
             try:
                 task = resolve(record.task_name)
-                invocation = TaskInvocation(
-                    message=TaskMessage(task_name=record.task_name, kwargs=record.kwargs),
-                    queue=task.options.queue,
-                    group=task.options.fifo_group,
+                message = TaskMessage(
+                    task_name=record.task_name, kwargs=record.kwargs, args=record.args
                 )
-                task.signature.validate_json(record.kwargs)
+                task.prepare(message)
+                invocation = TaskInvocation(
+                    message=message, queue=task.options.queue, group=task.options.fifo_group
+                )
                 invocation.execute_on_commit()
-            except (LambdaTasksError, ValueError, ImproperlyConfigured) as exc:
+            except (LambdaTasksError, TypeError, ValueError, ImproperlyConfigured) as exc:
                 self.message_user(
                     request, f"Not replayed {record.task_name} ({record.pk}): {exc}", messages.ERROR
                 )

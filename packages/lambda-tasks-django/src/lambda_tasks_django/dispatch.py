@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -13,7 +14,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from lambda_tasks_django.invocation import TaskInvocation
 from lambda_tasks_django.settings import Mode, TasksSettings, get_settings
 
-__all__ = ["Transport", "dispatch_now", "enqueue_on_commit", "get_transport"]
+__all__ = ["Transport", "dispatch_now", "enqueue_now", "enqueue_on_commit", "get_transport"]
 
 logger = logging.getLogger("lambda_tasks.dispatch")
 
@@ -104,13 +105,7 @@ def enqueue_on_commit(invocation: TaskInvocation) -> str:
     """
     conf = get_settings()
     conf.check_queue(invocation.queue)
-    queue_url = conf.queues.get(invocation.queue, "")
-    if queue_url.endswith(".fifo") and invocation.delay:
-        raise ValueError(
-            f"task {invocation.message.task_name}: queue {invocation.queue!r} is a FIFO queue, "
-            f"which has no per-message delay (got a delay of {invocation.delay} s); "
-            "enqueue it with _delay=0"
-        )
+    _refuse_fifo_delay(conf, invocation)
     transport = get_transport(conf)
     invocation = invocation.with_id()
     assert invocation.invocation_id is not None
@@ -124,6 +119,48 @@ def enqueue_on_commit(invocation: TaskInvocation) -> str:
     transaction.on_commit(lambda: pending.append(invocation))
     _keep_flush_last(connection)
     return invocation.invocation_id
+
+
+def enqueue_now(invocation: TaskInvocation, *, enqueued_at: datetime.datetime) -> TaskInvocation:
+    """Record the invocation READY and dispatch it at once (the ``django.tasks`` contract).
+
+    Django's backends enqueue immediately, not on commit. The READY record is
+    written in the caller's transaction: rolled back with it, it simply is not
+    there when the attempt runs. Returns the invocation with its id.
+    """
+    from lambda_tasks_core import record_id
+    from lambda_tasks_django.models import TaskRecord
+
+    conf = get_settings()
+    conf.check_queue(invocation.queue)
+    _refuse_fifo_delay(conf, invocation)
+    transport = get_transport(conf)
+    invocation = invocation.with_id()
+    assert invocation.invocation_id is not None
+    message = invocation.message
+    TaskRecord.objects.create(
+        pk=record_id(invocation.invocation_id, message.n_retries),
+        task_name=message.task_name,
+        kwargs=message.kwargs,
+        args=message.args,
+        n_retries=message.n_retries,
+        status=TaskRecord.TaskStatus.READY,
+        enqueued_at=enqueued_at,
+        invocation_id=invocation.invocation_id,
+        queue=invocation.queue,
+    )
+    transport.send([invocation])
+    return invocation
+
+
+def _refuse_fifo_delay(conf: TasksSettings, invocation: TaskInvocation) -> None:
+    queue_url = conf.queues.get(invocation.queue, "")
+    if queue_url.endswith(".fifo") and invocation.delay:
+        raise ValueError(
+            f"task {invocation.message.task_name}: queue {invocation.queue!r} is a FIFO queue, "
+            f"which has no per-message delay (got a delay of {invocation.delay} s); "
+            "enqueue it with _delay=0"
+        )
 
 
 def _pending(connection: BaseDatabaseWrapper) -> list[TaskInvocation]:

@@ -25,12 +25,13 @@ from lambda_tasks_core import (
     should_retry,
     time_limits,
 )
+from lambda_tasks_django.execution import Attempt, Runnable, worker_id
 from lambda_tasks_django.invocation import TaskInvocation
 from lambda_tasks_django.logging import task_logger
 from lambda_tasks_django.models import TaskRecord
 from lambda_tasks_django.registry import resolve
 from lambda_tasks_django.settings import get_settings
-from lambda_tasks_django.singleton import singleton_lock
+from lambda_tasks_django.singleton import check_singleton_cache, singleton_lock
 
 __all__ = ["Outcome", "TaskInProgress", "execute"]
 
@@ -66,16 +67,29 @@ def execute(message: TaskMessage, invocation_id: str, *, enforce_timeouts: bool 
     through its own mode. ``TaskInProgress`` means another delivery may still
     be running this attempt.
     """
-    task = resolve(message.task_name)
+    task: Runnable = resolve(message.task_name)
     soft, hard = task.timeouts()
-    kwargs = task.signature.validate_json(message.kwargs)
+    prepared = task.prepare(message)
     conf = get_settings()
+    if task.options.singleton:
+        # A missing redis package or a non-Redis cache is a configuration error:
+        # raise it before the record, so the message is not acknowledged.
+        check_singleton_cache(conf.singleton_cache)
     rid = record_id(invocation_id, message.n_retries)
 
     with task_logger.bind(str(rid)):
-        claimed, note = _claim(message, invocation_id, rid, task.options.queue, hard)
-        if not claimed:
+        claim = _claim(message, invocation_id, rid, task.options.queue, hard)
+        if claim is None:
             return Outcome(str(rid), None, duplicate=True)
+        attempt = Attempt(
+            invocation_id=invocation_id,
+            record_id=str(rid),
+            message=message,
+            started_at=claim.started_at,
+            enqueued_at=claim.enqueued_at,
+            worker_id=claim.worker_id,
+        )
+        note = claim.note
         task_logger.info("Running %s (attempt %d)", message.task_name, message.n_retries + 1)
         status = Status.FAILED
         result: Any = None
@@ -91,7 +105,7 @@ def execute(message: TaskMessage, invocation_id: str, *, enforce_timeouts: bool 
             with lock, transaction.atomic(), limits:
                 # Checked inside the block: a result that cannot be stored fails
                 # the task, so its writes must roll back with it.
-                result = _jsonable(task.run_validated(kwargs))
+                result = _jsonable(task.run(prepared, attempt))
             status = Status.SUCCEEDED
         except HardTimeLimitExceeded:
             error_text = traceback.format_exc()
@@ -127,43 +141,69 @@ def execute(message: TaskMessage, invocation_id: str, *, enforce_timeouts: bool 
             _finish(rid, Status.FAILED, None, _join(note, traceback.format_exc()))
             raise
         _finish(rid, status, result, _join(note, error_text))
+        task.finished(attempt, status, result, error_text)
         return Outcome(str(rid), status, retry)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    started_at: datetime.datetime
+    enqueued_at: datetime.datetime | None
+    worker_id: str
+    note: str | None = None
 
 
 def _claim(
     message: TaskMessage, invocation_id: str, rid: Any, queue: str, hard: float
-) -> tuple[bool, str | None]:
-    """Insert the RUNNING record; (False, _) when this attempt already finished.
+) -> _Claim | None:
+    """Make the attempt's record RUNNING for this delivery; None when it already ended.
 
-    The note, when given, says that an earlier delivery was lost and taken over.
+    Usually one INSERT. The record may exist already: READY (enqueued through
+    the ``django.tasks`` backend), finished (a redelivery), or RUNNING (another
+    delivery runs it, or died running it).
     """
     now = timezone.now()
+    worker = worker_id()
     values = {
         "task_name": message.task_name,
         "kwargs": message.kwargs,
+        "args": message.args,
         "n_retries": message.n_retries,
         "status": Status.RUNNING,
         "start_time": now,
         "invocation_id": invocation_id,
         "queue": queue,
+        "worker_id": worker,
     }
     try:
         # Inside an outer transaction a failed INSERT must not poison it.
         in_transaction = transaction.get_connection().in_atomic_block
         with transaction.atomic() if in_transaction else contextlib.nullcontext():
             TaskRecord.objects.create(pk=rid, **values)
-        return True, None
+        return _Claim(now, None, worker)
     except IntegrityError:
         pass
-    existing = TaskRecord.objects.filter(pk=rid).values("status", "start_time").first()
+    existing = (
+        TaskRecord.objects.filter(pk=rid).values("status", "start_time", "enqueued_at").first()
+    )
     if existing is None:  # deleted in between: treat as in progress, SQS offers it again
         raise TaskInProgress(f"record {rid} vanished while claiming it")
+    enqueued_at = existing["enqueued_at"]
+    if existing["status"] == Status.READY:
+        # Recorded at enqueue by the django.tasks backend; one conditional UPDATE
+        # decides between concurrent deliveries.
+        claimed = TaskRecord.objects.filter(pk=rid, status=Status.READY).update(
+            status=Status.RUNNING, start_time=now, worker_id=worker
+        )
+        if not claimed:
+            raise TaskInProgress(f"record {rid} was claimed by another delivery")
+        return _Claim(now, enqueued_at, worker)
     if existing["status"] != Status.RUNNING:
         task_logger.warning(
             "Skipping duplicate delivery of an attempt that already ended (%s)",
             existing["status"],
         )
-        return False, None
+        return None
     started = existing["start_time"]
     stale_before = now - datetime.timedelta(seconds=hard + TAKEOVER_MARGIN_SECONDS)
     if started is not None and started > stale_before:
@@ -174,12 +214,12 @@ def _claim(
     # The earlier delivery died. One conditional UPDATE decides between racing redeliveries.
     note = f"An earlier delivery started at {started} was lost (no outcome recorded); ran again."
     took_over = TaskRecord.objects.filter(pk=rid, status=Status.RUNNING, start_time=started).update(
-        start_time=now, traceback=note
+        start_time=now, traceback=note, worker_id=worker
     )
     if not took_over:
         raise TaskInProgress(f"record {rid} was taken over by another delivery")
     task_logger.warning("Taking over an attempt lost by an earlier delivery started at %s", started)
-    return True, note
+    return _Claim(now, enqueued_at, worker, note)
 
 
 def _finish(rid: Any, status: str, result: Any, error_text: str | None) -> None:

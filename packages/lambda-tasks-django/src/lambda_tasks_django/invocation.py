@@ -55,7 +55,7 @@ class TaskInvocation:
     def serialize(self) -> dict[str, Any]:
         """A JSON-compatible dict that :meth:`from_dict` turns back into this invocation."""
         data: dict[str, Any] = {
-            "message": self.message.model_dump(mode="json"),
+            "message": self.message.to_dict(),
             "delay": self.delay,
             "queue": self.queue,
         }
@@ -72,7 +72,7 @@ class TaskInvocation:
             raise ValueError("a serialized invocation needs the keys message, delay and queue")
         message = TaskMessage.model_validate(data["message"], strict=False)
         task = resolve(message.task_name)
-        task.signature.validate_json(message.kwargs)
+        task.prepare(message)
         return cls(
             message=message,
             delay=data["delay"],

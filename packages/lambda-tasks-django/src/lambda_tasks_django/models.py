@@ -12,6 +12,9 @@ __all__ = ["TaskRecord"]
 
 
 class TaskStatus(models.TextChoices):
+    # Only for invocations enqueued through the django.tasks backend (SPEC §10):
+    # recorded at enqueue, before any attempt runs.
+    READY = "READY"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
@@ -40,6 +43,9 @@ class TaskRecord(models.Model):
     # Ours, beyond the reference's columns (nullable so its rows stay valid).
     invocation_id = models.CharField(max_length=100, null=True, editable=False)
     queue = models.CharField(max_length=80, null=True, editable=False)
+    args = models.JSONField(null=True, editable=False, encoder=DjangoJSONEncoder)
+    enqueued_at = models.DateTimeField(null=True, editable=False)
+    worker_id = models.CharField(max_length=255, null=True, editable=False)
 
     class Meta:
         ordering = ["-start_time"]

@@ -15,24 +15,24 @@ from django.apps import apps
 from lambda_tasks_core import UnknownTaskError
 
 if TYPE_CHECKING:
-    from lambda_tasks_django.task import LambdaTask
+    from lambda_tasks_django.execution import Runnable
 
 __all__ = ["register", "registered", "resolve"]
 
-_tasks: dict[str, LambdaTask[..., object]] = {}
+_tasks: dict[str, Runnable] = {}
 
 
-def register(task: LambdaTask[..., object]) -> None:
+def register(task: Runnable) -> None:
     """Add a decorated task under its dotted name."""
     _tasks[task.name] = task
 
 
-def registered() -> dict[str, LambdaTask[..., object]]:
+def registered() -> dict[str, Runnable]:
     """A copy of the registry: dotted name → task."""
     return dict(_tasks)
 
 
-def resolve(task_name: str) -> LambdaTask[..., object]:
+def resolve(task_name: str) -> Runnable:
     """The task named ``task_name``; ``UnknownTaskError`` for anything else."""
     task = _tasks.get(task_name)
     if task is not None:

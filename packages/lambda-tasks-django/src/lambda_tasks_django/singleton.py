@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from lambda_tasks_core import SingletonLocked
 
-__all__ = ["singleton_lock"]
+__all__ = ["check_singleton_cache", "singleton_lock"]
 
 
 def _redis_client(alias: str) -> Any:
@@ -41,6 +41,11 @@ def _redis_client(alias: str) -> Any:
         "(django.core.cache.backends.redis.RedisCache or django_redis.cache.RedisCache), "
         f"not {type(cache).__module__}.{type(cache).__qualname__}"
     )
+
+
+def check_singleton_cache(alias: str) -> None:
+    """Raise ``ImproperlyConfigured`` unless ``alias`` names a usable Redis cache."""
+    _redis_client(alias)
 
 
 @contextmanager

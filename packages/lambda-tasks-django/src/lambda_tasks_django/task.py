@@ -12,6 +12,7 @@ from pydantic_core import PydanticSerializationError
 
 from lambda_tasks_core import TaskMessage, TaskOptions, TaskSignature, resolve_timeouts
 from lambda_tasks_core.options import validate_delay
+from lambda_tasks_django.execution import Attempt
 from lambda_tasks_django.invocation import TaskInvocation
 from lambda_tasks_django.registry import register
 
@@ -53,6 +54,20 @@ class LambdaTask(Generic[P, R]):
     def run_validated(self, kwargs: dict[str, Any]) -> R:
         """Run with kwargs that were already validated (the executor's path)."""
         return self.func(**kwargs)  # type: ignore[call-arg]
+
+    # The executor's interface (lambda_tasks_django.execution.Runnable).
+
+    def prepare(self, message: TaskMessage) -> dict[str, Any]:
+        """The message's kwargs rebuilt and validated from their JSON form."""
+        if message.args:
+            raise TypeError(f"task {self.name} takes keyword arguments only, got args")
+        return self.signature.validate_json(message.kwargs)
+
+    def run(self, prepared: dict[str, Any], attempt: Attempt) -> R:
+        return self.run_validated(prepared)
+
+    def finished(self, attempt: Attempt, status: str, value: Any, error: str | None) -> None:
+        """Called once the attempt's outcome is recorded (nothing to do for @lambda_task)."""
 
     def timeouts(self) -> tuple[float, float]:
         """(soft, hard) seconds: the task's options, else the settings defaults."""
@@ -140,7 +155,7 @@ def lambda_task(
             raise TypeError(f"@lambda_task decorates functions, got {f!r}")
         name = f"{f.__module__}.{f.__qualname__}"
         task = LambdaTask(f, TaskOptions.build(name, **options))
-        register(task)  # type: ignore[arg-type]
+        register(task)
         return task
 
     if func is not None:

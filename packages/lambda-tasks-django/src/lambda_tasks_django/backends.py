@@ -1,0 +1,322 @@
+"""A ``django.tasks`` backend that runs tasks through lambda-tasks (SPEC §10, Django ≥ 6.0).
+
+``TASKS = {"default": {"BACKEND": "lambda_tasks_django.backends.LambdaTasksBackend"}}``
+lets code written against ``django.tasks`` run through the configured mode
+(eager, local, SQS, noop), the same executor, records and Lambda handler.
+The ``TaskResult`` id is the invocation id.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.core import checks
+from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TaskError
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils import timezone
+from django.utils.json import normalize_json
+
+from lambda_tasks_core import TaskMessage, TaskOptions
+from lambda_tasks_core.limits import MAX_DELAY_SECONDS
+from lambda_tasks_django.execution import Attempt
+from lambda_tasks_django.invocation import TaskInvocation
+from lambda_tasks_django.models import TaskRecord
+from lambda_tasks_django.registry import register, resolve
+from lambda_tasks_django.settings import find_problems
+
+__all__ = ["LambdaTasksBackend", "LambdaTasksTask", "task_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPTIONS_ATTRIBUTE = "_lambda_tasks_options"
+# The options of @lambda_task that make sense for a django.tasks task; queue
+# and delay come from Django's own queue_name and run_after.
+_TASK_OPTIONS = (
+    "soft_timeout",
+    "hard_timeout",
+    "retry_on",
+    "ignore_errors",
+    "retry_delay",
+    "singleton",
+    "retry_singleton",
+    "fifo_group",
+)
+_STATUS = {
+    TaskRecord.TaskStatus.READY: TaskResultStatus.READY,
+    TaskRecord.TaskStatus.RUNNING: TaskResultStatus.RUNNING,
+    # A retry is queued: the task is ready to be executed again.
+    TaskRecord.TaskStatus.RETRIED: TaskResultStatus.READY,
+    TaskRecord.TaskStatus.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
+    TaskRecord.TaskStatus.FAILED: TaskResultStatus.FAILED,
+}
+
+
+def task_options(**options: Any) -> Callable[[F], F]:
+    """Give a ``django.tasks`` task lambda-tasks options on any Django version.
+
+    Put it *below* ``@task``::
+
+        @task
+        @task_options(hard_timeout=60, retry_on=(ConnectionError,))
+        def sync_inventory(sku: str) -> None: ...
+
+    On Django ≥ 6.1 the options may also be passed to ``@task(...)`` directly.
+    """
+    unknown = set(options) - set(_TASK_OPTIONS)
+    if unknown:
+        raise TypeError(f"task_options() got unknown option(s): {', '.join(sorted(unknown))}")
+
+    def decorate(func: F) -> F:
+        setattr(func, _OPTIONS_ATTRIBUTE, dict(options))
+        return func
+
+    return decorate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LambdaTasksTask(Task[Any, Any]):
+    """The backend's ``task_class``: Django's Task plus lambda-tasks options (Django ≥ 6.1)."""
+
+    soft_timeout: float | None = None
+    hard_timeout: float | None = None
+    retry_on: tuple[type[BaseException], ...] = ()
+    ignore_errors: tuple[type[BaseException], ...] = ()
+    retry_delay: int = 0
+    singleton: bool = False
+    retry_singleton: bool = True
+    fifo_group: str | None = None
+
+
+class DjangoTask:
+    """Adapts a ``django.tasks.Task`` to the executor (what ``@lambda_task`` offers)."""
+
+    def __init__(
+        self, task: Task[Any, Any], options: TaskOptions, backend: LambdaTasksBackend
+    ) -> None:
+        self.task = task
+        self.options = options
+        self.name = options.task_name
+        self.backend = backend
+
+    def timeouts(self) -> tuple[float, float]:
+        from lambda_tasks_core import resolve_timeouts
+        from lambda_tasks_django.settings import get_settings
+
+        conf = get_settings()
+        return resolve_timeouts(self.options, conf.default_soft_timeout, conf.default_hard_timeout)
+
+    def prepare(self, message: TaskMessage) -> dict[str, Any]:
+        """Check that the message's args and kwargs fit the function (before any record)."""
+        args = list(message.args or [])
+        parameters = inspect.signature(self.task.func)
+        leading = (None,) if self.task.takes_context else ()
+        try:
+            parameters.bind(*leading, *args, **message.kwargs)
+        except TypeError as exc:
+            raise TypeError(f"task {self.name}: arguments do not fit the function: {exc}") from exc
+        return {"args": args, "kwargs": dict(message.kwargs)}
+
+    def run(self, prepared: dict[str, Any], attempt: Attempt) -> Any:
+        result = self._task_result(attempt, TaskResultStatus.RUNNING)
+        task_started.send(type(self.backend), task_result=result)
+        args, kwargs = prepared["args"], prepared["kwargs"]
+        if self.task.takes_context:
+            return self.task.call(TaskContext(task_result=result), *args, **kwargs)
+        return self.task.call(*args, **kwargs)
+
+    def finished(self, attempt: Attempt, record_status: str, value: Any, error: str | None) -> None:
+        status = _STATUS[TaskRecord.TaskStatus(record_status)]
+        errors = [_task_error(error)] if error and status != TaskResultStatus.SUCCESSFUL else []
+        result = self._task_result(attempt, status, errors=errors, finished_at=timezone.now())
+        if status == TaskResultStatus.SUCCESSFUL:
+            object.__setattr__(result, "_return_value", value)
+        task_finished.send(type(self.backend), task_result=result)
+
+    def _task_result(
+        self,
+        attempt: Attempt,
+        status: TaskResultStatus,
+        errors: list[TaskError] | None = None,
+        finished_at: datetime.datetime | None = None,
+    ) -> TaskResult[Any, Any]:
+        return TaskResult(
+            task=self.task,
+            id=attempt.invocation_id,
+            status=status,
+            enqueued_at=attempt.enqueued_at,
+            started_at=attempt.started_at,
+            finished_at=finished_at,
+            last_attempted_at=attempt.started_at,
+            args=list(attempt.message.args or []),
+            kwargs=dict(attempt.message.kwargs),
+            backend=self.backend.alias,
+            errors=errors or [],
+            worker_ids=[attempt.worker_id] * (attempt.message.n_retries + 1),
+        )
+
+
+class LambdaTasksBackend(BaseTaskBackend):
+    """Runs ``django.tasks`` tasks through lambda-tasks' modes, records and handler."""
+
+    task_class = LambdaTasksTask
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = False
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+
+    def validate_task(self, task: Task[Any, Any]) -> None:
+        super().validate_task(task)
+        options = self._options(task)
+        register(DjangoTask(task, options, self))
+        if task.run_after is not None:
+            self._delay(task.run_after)
+
+    def _options(self, task: Task[Any, Any]) -> TaskOptions:
+        values = dict(getattr(task.func, _OPTIONS_ATTRIBUTE, {}))
+        if isinstance(task, LambdaTasksTask):
+            for name in _TASK_OPTIONS:
+                value = getattr(task, name)
+                if value != LambdaTasksTask.__dataclass_fields__[name].default:
+                    values[name] = value
+        try:
+            return TaskOptions.build(task.module_path, queue=task.queue_name, **values)
+        except (TypeError, ValueError) as exc:
+            raise InvalidTask(str(exc)) from exc
+
+    def _delay(self, run_after: datetime.datetime) -> int:
+        seconds = (run_after - timezone.now()).total_seconds()
+        if seconds > MAX_DELAY_SECONDS:
+            raise InvalidTask(
+                f"run_after must be at most {MAX_DELAY_SECONDS} s from now (the SQS delay "
+                f"limit), got {math.ceil(seconds)} s"
+            )
+        return max(0, math.ceil(seconds))
+
+    def enqueue(
+        self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[Any, Any]:
+        from lambda_tasks_django.dispatch import enqueue_now
+
+        self.validate_task(task)
+        try:
+            json_args: list[Any] = normalize_json(list(args))  # type: ignore[assignment]
+            json_kwargs: dict[str, Any] = normalize_json(dict(kwargs))  # type: ignore[assignment]
+        except TypeError as exc:
+            raise TypeError(
+                f"task {task.module_path}: arguments must be JSON-serialisable: {exc}"
+            ) from exc
+        delay = self._delay(task.run_after) if task.run_after is not None else 0
+        invocation = TaskInvocation(
+            message=TaskMessage(task_name=task.module_path, kwargs=json_kwargs, args=json_args),
+            delay=delay,
+            queue=task.queue_name,
+        )
+        enqueued_at = timezone.now()
+        invocation = enqueue_now(invocation, enqueued_at=enqueued_at)
+        assert invocation.invocation_id is not None
+        result: TaskResult[Any, Any] = TaskResult(
+            task=task,
+            id=invocation.invocation_id,
+            status=TaskResultStatus.READY,
+            enqueued_at=enqueued_at,
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=json_args,
+            kwargs=json_kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult[Any, Any]:
+        records = list(TaskRecord.objects.filter(invocation_id=result_id).order_by("n_retries"))
+        if not records:
+            raise TaskResultDoesNotExist(result_id)
+        first, latest = records[0], records[-1]
+        try:
+            adapter = resolve(latest.task_name)
+        except LookupError as exc:
+            raise TaskResultDoesNotExist(result_id) from exc
+        if not isinstance(adapter, DjangoTask):
+            raise TaskResultDoesNotExist(result_id)
+        status = _STATUS[TaskRecord.TaskStatus(latest.status)]
+        result: TaskResult[Any, Any] = TaskResult(
+            task=adapter.task,
+            id=result_id,
+            status=status,
+            enqueued_at=first.enqueued_at,
+            started_at=first.start_time if first.status != TaskRecord.TaskStatus.READY else None,
+            finished_at=latest.end_time if status in _FINISHED else None,
+            last_attempted_at=(
+                latest.start_time if latest.status != TaskRecord.TaskStatus.READY else None
+            ),
+            args=list(first.args or []),
+            kwargs=dict(first.kwargs),
+            backend=self.alias,
+            errors=[_task_error(r.traceback) for r in records if r.traceback and _failed(r)],
+            worker_ids=[
+                r.worker_id or "unknown" for r in records if r.status != TaskRecord.TaskStatus.READY
+            ],
+        )
+        if status == TaskResultStatus.SUCCESSFUL:
+            object.__setattr__(result, "_return_value", latest.result)
+        return result
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        messages: list[checks.CheckMessage] = []
+        conf, _ = find_problems()
+        if conf.queues:
+            for queue in sorted(self.queues - set(conf.queues)):
+                messages.append(
+                    checks.Error(
+                        f"TASKS[{self.alias!r}] lists queue {queue!r}, which "
+                        "LAMBDA_TASKS_QUEUES does not define.",
+                        hint="The TASKS entry may only list a subset of LAMBDA_TASKS_QUEUES.",
+                        obj=f"TASKS[{self.alias!r}]",
+                        id="lambda_tasks.E030",
+                    )
+                )
+        unknown = set(self.options)
+        if unknown:
+            messages.append(
+                checks.Error(
+                    f"TASKS[{self.alias!r}]['OPTIONS'] has unknown keys: "
+                    f"{', '.join(sorted(unknown))}.",
+                    hint="Configure lambda-tasks with the LAMBDA_TASKS_* settings.",
+                    obj=f"TASKS[{self.alias!r}]",
+                    id="lambda_tasks.E031",
+                )
+            )
+        return messages
+
+
+_FINISHED = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
+
+
+def _failed(record: TaskRecord) -> bool:
+    return record.status in {TaskRecord.TaskStatus.FAILED, TaskRecord.TaskStatus.RETRIED}
+
+
+def _task_error(traceback_text: str) -> TaskError:
+    """A TaskError from a recorded traceback: its last line names the exception class."""
+    last = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else ""
+    name = last.split(":", 1)[0].strip()
+    if not name or " " in name:
+        name = "Exception"
+    if "." not in name:
+        name = f"builtins.{name}"
+    return TaskError(exception_class_path=name, traceback=traceback_text)
