@@ -83,3 +83,14 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+
+import django  # noqa: E402
+
+if django.VERSION >= (6, 0):
+    # The django.tasks backend (SPEC §10) exists from Django 6.0 on.
+    TASKS = {
+        "default": {
+            "BACKEND": "lambda_tasks_django.backends.LambdaTasksBackend",
+            "QUEUES": ["default", "other"],
+        }
+    }

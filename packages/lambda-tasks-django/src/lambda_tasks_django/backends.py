@@ -13,7 +13,7 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core import checks
 from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
@@ -81,8 +81,14 @@ def task_options(**options: Any) -> Callable[[F], F]:
     return decorate
 
 
+if TYPE_CHECKING:
+    _Task = Task[Any, Any]
+else:
+    _Task = Task
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LambdaTasksTask(Task[Any, Any]):
+class LambdaTasksTask(_Task):
     """The backend's ``task_class``: Django's Task plus lambda-tasks options (Django ≥ 6.1)."""
 
     soft_timeout: float | None = None
