@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
@@ -65,6 +67,10 @@ DATABASES = {
         "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
     }
 }
+
+if django.VERSION >= (6, 0):
+    # Code written against django.tasks runs through lambda-tasks too.
+    TASKS = {"default": {"BACKEND": "lambda_tasks_django.backends.LambdaTasksBackend"}}
 
 _MODE = os.environ.get("EXAMPLE_TASKS_MODE", "local")
 if _MODE == "eager":

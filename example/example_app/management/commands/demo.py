@@ -6,6 +6,7 @@ import sys
 import time
 from typing import Any
 
+import django
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
@@ -43,6 +44,12 @@ class Command(BaseCommand):
                 ),
                 ("add(a=40, b=2)", tasks.add.execute_on_commit(a=40, b=2)),
             ]
+        if django.VERSION >= (6, 0):
+            # django.tasks enqueues at once (Django's contract), not on commit.
+            from example_app.django_tasks import word_count
+
+            result = word_count.enqueue("tasks written for django.tasks run here too")
+            calls.append(("word_count (django.tasks)", result.id))
         ids = [invocation_id for _, invocation_id in calls]
         deadline = time.monotonic() + timeout
         while True:

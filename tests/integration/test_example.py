@@ -1,0 +1,56 @@
+"""The example project's django.tasks views, end to end (enqueue, run, read back)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import django
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+_SCRIPT = """
+import json, django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.test import Client
+client = Client(HTTP_HOST="localhost")
+enqueued = client.get("/word-count/", {"text": "one two three"}).json()
+fetched = client.get(f"/word-count/{enqueued['result_id']}/").json()
+missing = client.get("/word-count/no-such-id/")
+print(json.dumps({"enqueued": enqueued, "fetched": fetched, "missing": missing.status_code}))
+"""
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks needs Django 6.0 or later")
+def test_example_enqueues_a_django_task_in_a_view_and_reads_its_result(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "LAMBDA_TASKS_"))}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "EXAMPLE_TASKS_MODE": "eager",
+        "EXAMPLE_DB_PATH": str(tmp_path / "example.sqlite3"),
+        "EXAMPLE_LOG_PATH": str(tmp_path / "example.log"),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", _SCRIPT],
+        cwd=REPO / "example",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    outcome = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert outcome["enqueued"]["status"] == "READY"
+    assert outcome["fetched"] == {
+        "result_id": outcome["enqueued"]["result_id"],
+        "status": "SUCCESSFUL",
+        "errors": [],
+        "return_value": 3,
+    }
+    assert outcome["missing"] == 404
