@@ -244,6 +244,24 @@ def append_line(*, path: str, line: str, pause: float = 0.0) -> int:
     return os.getpid()
 
 
+# --- used by tests/handler and tests/integration (lambda-tasks-handler) ---
+
+#: Calls of ``not_a_task``: a message naming it must never reach it.
+NOT_A_TASK_CALLS: list[dict[str, object]] = []
+
+
+def not_a_task(**kwargs: object) -> None:
+    """A plain function in an installed app's tasks module, not decorated: never run by messages."""
+    NOT_A_TASK_CALLS.append(kwargs)
+
+
+@lambda_task(soft_timeout=20, hard_timeout=30)
+def sleep_for(*, seconds: float) -> float:
+    """Sleeps for a while (longer than a test queue's visibility timeout)."""
+    time.sleep(seconds)
+    return seconds
+
+
 @lambda_task
 def create_group_then_return_unjsonable(*, name: str) -> object:
     Group.objects.create(name=name)
