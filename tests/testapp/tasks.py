@@ -262,6 +262,94 @@ def sleep_for(*, seconds: float) -> float:
     return seconds
 
 
+# --- Used by tests/local (the local runner): crashes, C loops, identities. ---
+
+
+@lambda_task
+def local_exit(*, code: int = 3) -> None:
+    """Ends the worker process at once, without recording anything."""
+    os._exit(code)
+
+
+@lambda_task
+def local_sigkill() -> None:
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@lambda_task
+def local_segfault() -> None:
+    import ctypes
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file
+    ctypes.string_at(0)
+
+
+@lambda_task(soft_timeout=0.5, hard_timeout=1)
+def local_stuck_in_c() -> None:
+    """An endless loop in C that never returns to Python, so SIGALRM never interrupts it.
+
+    (A catastrophic regex would not do: ``re`` checks for signals while matching.)
+    """
+    import collections
+    import itertools
+
+    collections.deque(itertools.repeat(None), maxlen=0)
+
+
+@lambda_task(soft_timeout=59, hard_timeout=60)
+def local_slow(*, seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@lambda_task
+def local_identity() -> dict[str, object]:
+    """Who runs this: process ids, database backend pid, open sockets."""
+    from django.db import connection
+
+    backend_pid = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            row = cursor.fetchone()
+            backend_pid = row[0] if row else None
+    sockets = []
+    fd_dir = "/proc/self/fd"
+    if os.path.isdir(fd_dir):
+        for name in os.listdir(fd_dir):
+            try:
+                target = os.readlink(os.path.join(fd_dir, name))
+            except OSError:
+                continue
+            if target.startswith("socket:"):
+                sockets.append(target)
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "vendor": connection.vendor,
+        "backend_pid": backend_pid,
+        "sockets": sorted(sockets),
+    }
+
+
+@lambda_task(soft_timeout=59, hard_timeout=60)
+def local_stuck_in_c_long() -> None:
+    """Like ``local_stuck_in_c`` with a hard timeout far away (the watchdog stays quiet)."""
+    import collections
+    import itertools
+
+    collections.deque(itertools.repeat(None), maxlen=0)
+
+
+@lambda_task
+def local_enqueue_identity() -> str:
+    """Enqueues ``local_identity`` from inside a task; returns its invocation id."""
+    return local_identity.execute_on_commit()
+
+
 @lambda_task
 def create_group_then_return_unjsonable(*, name: str) -> object:
     Group.objects.create(name=name)
