@@ -118,3 +118,15 @@ def test_exit_codes_are_described() -> None:
 def test_inside_a_worker_invocations_go_to_the_parent() -> None:
     assert isinstance(WorkerTransport(), WorkerTransport)
     assert not isinstance(get_local_transport(), WorkerTransport)  # not in a worker here
+
+
+def test_a_forked_process_does_not_reuse_the_parents_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lambda_tasks_local import runner
+
+    pool = LocalPool(1)  # never started
+    monkeypatch.setattr(runner, "_pool", pool)
+    runner._forget_pool_after_fork()  # what os.register_at_fork runs in the child
+    assert runner.get_pool(create=False) is None
+    pool.shutdown()

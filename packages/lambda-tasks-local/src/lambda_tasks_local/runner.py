@@ -6,6 +6,7 @@ import atexit
 import json
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -153,6 +154,19 @@ def state() -> PoolState | None:
     """A snapshot of this process's pool, or ``None`` when there is none."""
     pool = _pool
     return pool.state() if pool is not None else None
+
+
+def _forget_pool_after_fork() -> None:
+    """In a process forked from the server (e.g. gunicorn --preload), start afresh.
+
+    The parent's pool object came along, but not its threads or its workers.
+    """
+    global _pool, _lock
+    _pool = None
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 def _shutdown_at_exit() -> None:
