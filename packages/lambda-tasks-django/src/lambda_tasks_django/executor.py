@@ -25,6 +25,7 @@ from lambda_tasks_core import (
     should_retry,
     time_limits,
 )
+from lambda_tasks_django import _records
 from lambda_tasks_django.execution import Attempt, Runnable, worker_id
 from lambda_tasks_django.invocation import TaskInvocation
 from lambda_tasks_django.logging import task_logger
@@ -179,7 +180,7 @@ def _claim(
         # Inside an outer transaction a failed INSERT must not poison it.
         in_transaction = transaction.get_connection().in_atomic_block
         with transaction.atomic() if in_transaction else contextlib.nullcontext():
-            TaskRecord.objects.create(pk=rid, **values)
+            _records.insert(rid, values)
         return _Claim(now, None, worker)
     except IntegrityError:
         pass
@@ -223,15 +224,17 @@ def _claim(
 
 
 def _finish(rid: Any, status: str, result: Any, error_text: str | None) -> None:
-    records = TaskRecord.objects.filter(pk=rid)
     try:
-        records.update(status=status, result=result, traceback=error_text, end_time=timezone.now())
+        _records.update(
+            rid, status=status, result=result, traceback=error_text, end_time=timezone.now()
+        )
     except DatabaseError as exc:
         # The database refused the outcome itself (e.g. a NUL character, which
         # PostgreSQL text cannot hold): record a FAILED outcome it can store
         # rather than leave the record RUNNING.
         safe_text = (error_text or "").replace("\x00", "\\x00")
-        records.update(
+        _records.update(
+            rid,
             status=Status.FAILED,
             result=None,
             traceback=f"{safe_text}\nThe outcome could not be stored: {type(exc).__name__}: "
