@@ -1,0 +1,24 @@
+"""Settings of the floor project: the benchmark's settings with no installed app."""
+
+from __future__ import annotations
+
+from bench.projects.common import (
+    DATABASES,
+    DEBUG,
+    DEFAULT_AUTO_FIELD,
+    SECRET_KEY,
+    TIME_ZONE,
+    USE_TZ,
+)
+
+__all__ = [
+    "DATABASES",
+    "DEBUG",
+    "DEFAULT_AUTO_FIELD",
+    "INSTALLED_APPS",
+    "SECRET_KEY",
+    "TIME_ZONE",
+    "USE_TZ",
+]
+
+INSTALLED_APPS: list[str] = []

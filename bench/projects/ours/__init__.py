@@ -1,0 +1,1 @@
+"""The benchmark project for lambda-tasks (this repository's packages)."""

@@ -1,0 +1,1 @@
+"""The app holding the benchmark's no-op task (lambda-tasks API)."""

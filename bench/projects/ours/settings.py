@@ -1,0 +1,28 @@
+"""Settings of the lambda-tasks benchmark project."""
+
+from __future__ import annotations
+
+from bench.projects.common import (
+    DATABASES,
+    DEBUG,
+    DEFAULT_AUTO_FIELD,
+    LAMBDA_TASKS_LOCAL_WORKERS,
+    LAMBDA_TASKS_QUEUES,
+    SECRET_KEY,
+    TIME_ZONE,
+    USE_TZ,
+)
+
+__all__ = [
+    "DATABASES",
+    "DEBUG",
+    "DEFAULT_AUTO_FIELD",
+    "INSTALLED_APPS",
+    "LAMBDA_TASKS_LOCAL_WORKERS",
+    "LAMBDA_TASKS_QUEUES",
+    "SECRET_KEY",
+    "TIME_ZONE",
+    "USE_TZ",
+]
+
+INSTALLED_APPS = ["lambda_tasks_django", "bench.projects.ours.app"]
