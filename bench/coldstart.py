@@ -8,9 +8,10 @@ start: environment loaders, ``django.setup()``). Prints or writes JSON with
 ``import_s`` (the handler module alone), ``first_call_s`` and ``total_s``.
 
 ``floor`` is what any handler of this design needs before its first record,
-without a task library: ``django.setup()`` of a project with no app, then
-pydantic validating one message body (both packages validate messages with
-pydantic). Run it with the same venv and settings as a side.
+without a task library: ``django.setup()`` of a project whose one app has one
+results model (loading the database backend, as any model does), then pydantic
+validating one message body (both packages validate messages with pydantic).
+Run it with the same venv as a side.
 """
 
 import time

@@ -73,16 +73,32 @@ def test_quick_run_of_our_side_prints_the_table(tmp_path: Path) -> None:
         "--ours-env",
         "workspace",
         "--only",
-        "throughput-sqlite,local,oncommit",
+        "throughput-sqlite,oncommit",
         "--json",
         str(tmp_path / "results.json"),
     )
 
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "| handler throughput, SQLite" in completed.stdout
-    assert "| local mode, 2 workers: submit p99" in completed.stdout
     assert "SendMessageBatch" in completed.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     throughput = results["raw"]["throughput-SQLite"]["ours"][0]
     assert throughput["statuses"] == {"SUCCEEDED": throughput["messages"]}
     assert throughput["queries_per_message"] == 2
+
+
+def test_local_mode_probe_runs_a_few_tasks(tmp_path: Path) -> None:
+    env = _env(
+        DJANGO_SETTINGS_MODULE="bench.projects.ours.settings",
+        BENCH_DATABASE=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        BENCH_LOCAL_WORKERS="2",
+    )
+    migrated = _run("-m", "bench.probe", "migrate", "--side", "ours", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+
+    completed = _run("-m", "bench.probe", "local-burst", "--side", "ours", "--tasks", "5", env=env)
+
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["statuses"] == {"SUCCEEDED": 5, "FAILED": 0}
+    assert result["submit_p50_s"] < result["wall_s"]

@@ -1,4 +1,4 @@
-"""Settings of the floor project: the benchmark's settings with no installed app."""
+"""Settings of the floor project: the benchmark's settings, one app with one model."""
 
 from __future__ import annotations
 
@@ -21,4 +21,4 @@ __all__ = [
     "USE_TZ",
 ]
 
-INSTALLED_APPS: list[str] = []
+INSTALLED_APPS = ["bench.projects.floor.app"]
