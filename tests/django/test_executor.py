@@ -27,6 +27,7 @@ from lambda_tasks_django import executor
 from lambda_tasks_django.executor import TAKEOVER_MARGIN_SECONDS, Outcome, TaskInProgress
 from lambda_tasks_django.models import TaskRecord
 from lambda_tasks_django.registry import resolve
+from lambda_tasks_django.task import LambdaTask
 from tests.testapp import tasks
 
 Status = TaskRecord.TaskStatus
@@ -68,9 +69,14 @@ def run(
 ) -> Runner:
     """Each test using it runs twice: ``executor.execute`` directly, and through eager mode."""
 
+    def lambda_task(task: str) -> LambdaTask[..., Any]:
+        found = resolve(f"{TASKS}.{task}")
+        assert isinstance(found, LambdaTask)
+        return found
+
     def direct(task: str, **kwargs: Any) -> TaskRecord:
         # The message as enqueued: kwargs in their JSON form.
-        sent = resolve(f"{TASKS}.{task}").invocation(kwargs).message
+        sent = lambda_task(task).invocation(kwargs).message
         outcome = executor.execute(sent, new_invocation_id())
         record = TaskRecord.objects.get(pk=outcome.record_id)
         assert outcome.status == record.status
@@ -78,7 +84,7 @@ def run(
 
     def eager(task: str, **kwargs: Any) -> TaskRecord:
         with django_capture_on_commit_callbacks(execute=True):
-            invocation_id = resolve(f"{TASKS}.{task}").execute_on_commit(**kwargs)
+            invocation_id = lambda_task(task).execute_on_commit(**kwargs)
         return TaskRecord.objects.get(invocation_id=invocation_id, n_retries=0)
 
     return direct if request.param == "direct" else eager

@@ -15,6 +15,7 @@ import tests.testapp
 from lambda_tasks_core import UnknownTaskError
 from lambda_tasks_django import registry
 from lambda_tasks_django.registry import registered, resolve
+from lambda_tasks_django.task import LambdaTask
 from tests.testapp import tasks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,6 +84,7 @@ def test_task_of_an_installed_app_not_yet_imported_is_imported_on_demand(
     assert "tests.testapp.tasks" in sys.modules
     assert task.name == "tests.testapp.tasks.add"
     assert task is not tasks.add  # a fresh import
+    assert isinstance(task, LambdaTask)
     assert task(a=1, b=2) == 3
 
 
