@@ -144,10 +144,12 @@ def test_local_mode_without_the_local_package_fires_e011(monkeypatch: pytest.Mon
 
 def test_task_on_a_queue_missing_from_queues_fires_e020() -> None:
     with override_settings(LAMBDA_TASKS_QUEUES={"default": QUEUE_URL}):
-        messages = lambda_tasks_messages()
+        found = lambda_tasks_messages()
 
+    # tests.testapp.django_tasks has a task on that queue too (Django 6 and later).
+    messages = [m for m in found if m.obj == "tests.testapp.tasks.on_other_queue"]
     assert ids(messages) == ["lambda_tasks.E020"]
-    assert messages[0].obj == "tests.testapp.tasks.on_other_queue"
+    assert set(ids(found)) == {"lambda_tasks.E020"}
     assert "'other'" in messages[0].msg
     assert "LAMBDA_TASKS_QUEUES" in messages[0].msg
 
@@ -187,6 +189,33 @@ def test_retry_delay_on_a_fifo_queue_warns_w001() -> None:
     assert messages[0].obj == "tests.testapp.tasks.flaky_with_retry_delay"
 
 
+def test_delay_on_a_fifo_queue_fires_e023() -> None:
+    fifo_other = FIFO_URL.replace("tasks.fifo", "other.fifo")
+    with override_settings(LAMBDA_TASKS_QUEUES={"default": QUEUE_URL, "other": fifo_other}):
+        messages = lambda_tasks_messages()
+
+    assert ids(messages) == ["lambda_tasks.E023"]
+    assert messages[0].obj == "tests.testapp.tasks.on_other_queue"  # delay=3
+    assert "FIFO" in messages[0].msg
+
+
+def test_the_outbox_outside_sqs_mode_warns_w002() -> None:
+    with override_settings(LAMBDA_TASKS_OUTBOX=True, LAMBDA_TASKS_EAGER=True):
+        messages = lambda_tasks_messages()
+
+    assert ids(messages) == ["lambda_tasks.W002"]
+    assert messages[0].obj == "LAMBDA_TASKS_OUTBOX"
+
+
+def test_the_outbox_in_sqs_mode_is_clean() -> None:
+    with override_settings(
+        LAMBDA_TASKS_OUTBOX=True,
+        LAMBDA_TASKS_EAGER=False,
+        LAMBDA_TASKS_QUEUES={"default": QUEUE_URL, "other": QUEUE_URL},
+    ):
+        assert lambda_tasks_messages() == []
+
+
 def test_every_check_id_in_the_source_is_covered_here() -> None:
     # A new check id added to the package must get its test in this file.
     in_source = set(re.findall(r'"(E\d{3}|W\d{3})"', (CHECKS_SOURCE / "settings.py").read_text()))
@@ -199,7 +228,9 @@ def test_every_check_id_in_the_source_is_covered_here() -> None:
         "E020",
         "E021",
         "E022",
+        "E023",
         "W001",
+        "W002",
     }
     assert in_source == tested
 

@@ -35,7 +35,12 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_public_api() -> None:
-    assert lambda_tasks_handler.__all__ == ["BatchItemFailure", "PartialBatchResponse", "handler"]
+    assert lambda_tasks_handler.__all__ == [
+        "BatchItemFailure",
+        "PartialBatchResponse",
+        "handler",
+        "relay_handler",
+    ]
     assert get_type_hints(PartialBatchResponse) == {"batchItemFailures": list[BatchItemFailure]}
     assert get_type_hints(BatchItemFailure) == {"itemIdentifier": str}
 

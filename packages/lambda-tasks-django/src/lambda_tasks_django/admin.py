@@ -12,13 +12,14 @@ from django.http import HttpRequest
 
 from lambda_tasks_core import LambdaTasksError, TaskMessage
 from lambda_tasks_django.invocation import TaskInvocation
-from lambda_tasks_django.models import TaskRecord
+from lambda_tasks_django.models import OutboxEntry, TaskRecord
 from lambda_tasks_django.registry import resolve
 
 if TYPE_CHECKING:
     _ModelAdmin = admin.ModelAdmin[TaskRecord]
+    _OutboxAdmin = admin.ModelAdmin[OutboxEntry]
 else:
-    _ModelAdmin = admin.ModelAdmin
+    _ModelAdmin = _OutboxAdmin = admin.ModelAdmin
 
 
 @admin.register(TaskRecord)
@@ -74,3 +75,30 @@ class TaskRecordAdmin(_ModelAdmin):
             replayed += 1
         if replayed:
             self.message_user(request, f"Replayed {replayed} task(s).", messages.SUCCESS)
+
+
+@admin.register(OutboxEntry)
+class OutboxEntryAdmin(_OutboxAdmin):
+    """Invocations not yet accepted by SQS (LAMBDA_TASKS_OUTBOX), with their last error."""
+
+    list_display = ("id", "task_name", "queue", "created_at", "attempts", "last_error")
+    list_filter = ("queue", "task_name")
+    search_fields = ("task_name", "key")
+    ordering = ("id",)
+    readonly_fields = [
+        "id",
+        "key",
+        "task_name",
+        "queue",
+        "invocation",
+        "created_at",
+        "attempts",
+        "last_error",
+        "claimed_until",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: OutboxEntry | None = None) -> bool:
+        return False

@@ -39,6 +39,15 @@ def check_settings(
                 id="lambda_tasks.E010",
             )
         )
+    if conf.outbox and conf.mode is not Mode.SQS:
+        errors.append(
+            checks.Warning(
+                f"LAMBDA_TASKS_OUTBOX has no effect in {conf.mode.value} mode: only SQS sends "
+                "can fail after commit.",
+                obj="LAMBDA_TASKS_OUTBOX",
+                id="lambda_tasks.W002",
+            )
+        )
     if conf.mode is Mode.LOCAL:
         try:
             import lambda_tasks_local  # noqa: F401
@@ -97,6 +106,16 @@ def check_tasks(
                 )
             )
         queue_url = conf.queues.get(options.queue, "")
+        if queue_url.endswith(".fifo") and options.delay:
+            messages.append(
+                checks.Error(
+                    f"Task {name} sets delay={options.delay} but its queue {options.queue!r} is "
+                    "FIFO, which has no per-message delay: every enqueue would be refused.",
+                    hint="Drop the delay option or route the task to a standard queue.",
+                    obj=name,
+                    id="lambda_tasks.E023",
+                )
+            )
         if queue_url.endswith(".fifo") and options.retry_delay:
             messages.append(
                 checks.Warning(

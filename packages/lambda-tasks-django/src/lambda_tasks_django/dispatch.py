@@ -53,12 +53,23 @@ class NoopTransport:
 
 
 class SqsTransport:
-    """Sends invocations to their SQS queues in batches."""
+    """Sends invocations to their SQS queues in batches.
+
+    With ``LAMBDA_TASKS_OUTBOX`` the invocations are already in the outbox
+    (every path stores them first); sent rows are deleted, the others stay
+    for the relay.
+    """
 
     def send(self, invocations: Sequence[TaskInvocation]) -> None:
-        from lambda_tasks_django import sqs
+        conf = get_settings()
+        if conf.outbox:
+            from lambda_tasks_django import outbox
 
-        sqs.send(invocations, get_settings().queues)
+            outbox.send_stored(invocations)
+        else:
+            from lambda_tasks_django import sqs
+
+            sqs.send(invocations, conf.queues)
 
 
 _EAGER = EagerTransport()
@@ -93,7 +104,16 @@ def get_transport(conf: TasksSettings | None = None) -> Transport:
 def dispatch_now(invocations: Sequence[TaskInvocation]) -> None:
     """Send invocations (e.g. retries) through the configured mode, without waiting for a commit."""
     if invocations:
-        get_transport().send(invocations)
+        conf = get_settings()
+        if _uses_outbox(conf):
+            from lambda_tasks_django import outbox
+
+            outbox.store(invocations)
+        get_transport(conf).send(invocations)
+
+
+def _uses_outbox(conf: TasksSettings) -> bool:
+    return conf.outbox and conf.mode is Mode.SQS
 
 
 def enqueue_on_commit(invocation: TaskInvocation) -> str:
@@ -109,16 +129,25 @@ def enqueue_on_commit(invocation: TaskInvocation) -> str:
     transport = get_transport(conf)
     invocation = invocation.with_id()
     assert invocation.invocation_id is not None
+    if _uses_outbox(conf):
+        from lambda_tasks_django import outbox
+
+        # In the caller's transaction: committed or rolled back with its data.
+        outbox.store([invocation])
+    _send_after_commit(transport, invocation)
+    return invocation.invocation_id
+
+
+def _send_after_commit(transport: Transport, invocation: TaskInvocation) -> None:
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         transport.send([invocation])
-        return invocation.invocation_id
+        return
     pending = _pending(connection)
     # One on_commit callback per task: Django drops those of a savepoint that
     # rolls back. They only collect; the flush below sends what was collected.
     transaction.on_commit(lambda: pending.append(invocation))
     _keep_flush_last(connection)
-    return invocation.invocation_id
 
 
 def enqueue_now(invocation: TaskInvocation, *, enqueued_at: datetime.datetime) -> TaskInvocation:
@@ -126,7 +155,9 @@ def enqueue_now(invocation: TaskInvocation, *, enqueued_at: datetime.datetime) -
 
     Django's backends enqueue immediately, not on commit. The READY record is
     written in the caller's transaction: rolled back with it, it simply is not
-    there when the attempt runs. Returns the invocation with its id.
+    there when the attempt runs. With the outbox on, the invocation is written
+    to the outbox in the current transaction instead and sent after commit.
+    Returns the invocation with its id.
     """
     from lambda_tasks_core import record_id
     from lambda_tasks_django.models import TaskRecord
@@ -149,7 +180,13 @@ def enqueue_now(invocation: TaskInvocation, *, enqueued_at: datetime.datetime) -
         invocation_id=invocation.invocation_id,
         queue=invocation.queue,
     )
-    transport.send([invocation])
+    if _uses_outbox(conf):
+        from lambda_tasks_django import outbox
+
+        outbox.store([invocation])
+        _send_after_commit(transport, invocation)
+    else:
+        transport.send([invocation])
     return invocation
 
 

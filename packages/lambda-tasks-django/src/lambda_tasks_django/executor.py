@@ -59,14 +59,21 @@ class Outcome:
     duplicate: bool = False
 
 
-def execute(message: TaskMessage, invocation_id: str, *, enforce_timeouts: bool = True) -> Outcome:
+def execute(
+    message: TaskMessage,
+    invocation_id: str,
+    *,
+    enforce_timeouts: bool = True,
+    group: str | None = None,
+) -> Outcome:
     """Run one attempt of a task and record its outcome.
 
     Configuration problems (unknown task, invalid kwargs, bad timeouts) raise
     before any record is written. Task errors never raise: they are recorded.
     A retry is returned in :attr:`Outcome.retry` for the caller to dispatch
-    through its own mode. ``TaskInProgress`` means another delivery may still
-    be running this attempt.
+    through its own mode; ``group`` (the FIFO MessageGroupId the message came
+    with) is kept by the retry. ``TaskInProgress`` means another delivery may
+    still be running this attempt.
     """
     task: Runnable = resolve(message.task_name)
     soft, hard = task.timeouts()
@@ -128,7 +135,7 @@ def execute(message: TaskMessage, invocation_id: str, *, enforce_timeouts: bool 
                     message=message.next_attempt(),
                     delay=retry_delay_seconds(options.retry_delay),
                     queue=options.queue,
-                    group=options.fifo_group,
+                    group=group if group is not None else options.fifo_group,
                     invocation_id=invocation_id,
                 )
                 task_logger.warning("Retrying after %s", type(exc).__name__)

@@ -70,3 +70,32 @@ class TaskRecord(models.Model):
         if self.start_time is None or self.end_time is None:
             return None
         return self.end_time - self.start_time
+
+
+class OutboxEntry(models.Model):
+    """An invocation waiting to be sent to SQS (``LAMBDA_TASKS_OUTBOX = True``).
+
+    Written in the caller's transaction, so it commits or rolls back with the
+    caller's data; deleted once SQS accepts the message. Rows whose send failed
+    stay until the relay (``manage.py lambda_tasks_relay``) sends them.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    #: ``<invocation id>:<n_retries>``, the FIFO deduplication id too.
+    key = models.CharField(max_length=120, unique=True, editable=False)
+    task_name = models.CharField(max_length=255, editable=False)
+    queue = models.CharField(max_length=80, editable=False)
+    invocation = models.JSONField(editable=False, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(editable=False, db_index=True)
+    attempts = models.PositiveIntegerField(default=0, editable=False)
+    last_error = models.TextField(null=True, editable=False)
+    claimed_until = models.DateTimeField(null=True, editable=False)
+    claim_token = models.CharField(max_length=36, null=True, editable=False, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "outbox entry"
+        verbose_name_plural = "outbox"
+
+    def __str__(self) -> str:
+        return f"{self.task_name} ({self.key})"

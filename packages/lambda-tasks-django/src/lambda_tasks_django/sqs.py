@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
-__all__ = ["get_client", "reset_client", "send"]
+__all__ = ["get_client", "reset_client", "send", "send_batches"]
 
 logger = logging.getLogger("lambda_tasks.sqs")
 
@@ -125,10 +125,20 @@ def send(invocations: Sequence[TaskInvocation], queue_urls: dict[str, str]) -> l
     timeout or connection failure the remaining batches are not tried (one
     stall, not one per batch).
     """
+    failures = send_batches(invocations, queue_urls)
+    for invocation, reason in failures:
+        _log_unsent(invocation, queue_urls[invocation.queue], reason)
+    return [invocation for invocation, _ in failures]
+
+
+def send_batches(
+    invocations: Sequence[TaskInvocation], queue_urls: dict[str, str]
+) -> list[tuple[TaskInvocation, str]]:
+    """Send invocations in batches; return the unsent ones with the reason, logging nothing."""
     by_queue: dict[str, list[TaskInvocation]] = defaultdict(list)
     for invocation in invocations:
         by_queue[queue_urls[invocation.queue]].append(invocation)
-    unsent: list[TaskInvocation] = []
+    failures: list[tuple[TaskInvocation, str]] = []
     unreachable: BaseException | None = None
     for queue_url, queued in by_queue.items():
         fifo = is_fifo(queue_url)
@@ -136,36 +146,30 @@ def send(invocations: Sequence[TaskInvocation], queue_urls: dict[str, str]) -> l
         for batch in _batches(entries):
             batch_invocations = [queued[int(entry["Id"])] for entry in batch]
             if unreachable is not None:
-                _log_unsent(
-                    batch_invocations, queue_url, f"not tried after {type(unreachable).__name__}"
-                )
-                unsent.extend(batch_invocations)
+                reason = f"not tried after {type(unreachable).__name__}"
+                failures.extend((inv, reason) for inv in batch_invocations)
                 continue
             try:
                 response = get_client().send_message_batch(QueueUrl=queue_url, Entries=batch)
             except Exception as exc:
                 if _is_unreachable(exc):
                     unreachable = exc
-                _log_unsent(batch_invocations, queue_url, f"{type(exc).__name__}: {exc}")
-                unsent.extend(batch_invocations)
+                reason = f"{type(exc).__name__}: {exc}"
+                failures.extend((inv, reason) for inv in batch_invocations)
                 continue
             for failed in response.get("Failed", []):
-                invocation = queued[int(failed["Id"])]
-                _log_unsent(
-                    [invocation], queue_url, f"{failed['Code']}: {failed.get('Message', '')}"
-                )
-                unsent.append(invocation)
-    return unsent
+                reason = f"{failed['Code']}: {failed.get('Message', '')}"
+                failures.append((queued[int(failed["Id"])], reason))
+    return failures
 
 
-def _log_unsent(invocations: Sequence[TaskInvocation], queue_url: str, reason: str) -> None:
-    for invocation in invocations:
-        logger.error(
-            "Task %s (invocation %s) was NOT sent to %s (%s); message body: %s",
-            invocation.message.task_name,
-            invocation.invocation_id,
-            queue_url,
-            reason,
-            invocation.body(),
-            extra={"invocation": invocation.serialize(), "queue_url": queue_url},
-        )
+def _log_unsent(invocation: TaskInvocation, queue_url: str, reason: str) -> None:
+    logger.error(
+        "Task %s (invocation %s) was NOT sent to %s (%s); message body: %s",
+        invocation.message.task_name,
+        invocation.invocation_id,
+        queue_url,
+        reason,
+        invocation.body(),
+        extra={"invocation": invocation.serialize(), "queue_url": queue_url},
+    )

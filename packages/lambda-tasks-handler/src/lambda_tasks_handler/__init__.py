@@ -16,7 +16,7 @@ from typing import Any
 
 from lambda_tasks_handler.response import BatchItemFailure, PartialBatchResponse
 
-__all__ = ["BatchItemFailure", "PartialBatchResponse", "handler"]
+__all__ = ["BatchItemFailure", "PartialBatchResponse", "handler", "relay_handler"]
 
 
 def handler(event: Any, context: Any) -> PartialBatchResponse:
@@ -40,3 +40,21 @@ def handler(event: Any, context: Any) -> PartialBatchResponse:
     from lambda_tasks_handler import _batch
 
     return _batch.process_batch(event, context)
+
+
+def relay_handler(event: Any, context: Any) -> dict[str, int]:
+    """Entry point for a scheduled Lambda that relays the outbox (``LAMBDA_TASKS_OUTBOX``).
+
+    Point an EventBridge schedule (e.g. every minute) at
+    ``lambda_tasks_handler.relay_handler``; the event is ignored. Sends what
+    the outbox holds, oldest first, and returns ``{"sent": n, "failed": m}``.
+    Failed rows stay for the next run.
+    """
+    from lambda_tasks_handler import _coldstart
+
+    _coldstart.cold_start(context)
+
+    from lambda_tasks_django.outbox import relay
+
+    result = relay()
+    return {"sent": result.sent, "failed": result.failed}

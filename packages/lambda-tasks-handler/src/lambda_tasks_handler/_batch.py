@@ -64,6 +64,8 @@ class _Parsed:
     message_id: str
     message: TaskMessage
     invocation_id: str
+    #: The FIFO ``MessageGroupId`` the message came with; its retries keep it.
+    group: str | None = None
 
 
 def records_of(event: object) -> list[Any]:
@@ -115,7 +117,13 @@ def parse_record(record: Mapping[str, Any], message_id: str) -> _Parsed:
     message = TaskMessage.from_json(body)
     if message.n_retries > MAX_N_RETRIES:
         raise BadRecordError(f"n_retries is above {MAX_N_RETRIES}, the most a record can hold")
-    return _Parsed(message_id, message, _invocation_id(record, message_id))
+    return _Parsed(message_id, message, _invocation_id(record, message_id), _group(record))
+
+
+def _group(record: Mapping[str, Any]) -> str | None:
+    attributes = record.get("attributes")
+    group = attributes.get("MessageGroupId") if isinstance(attributes, Mapping) else None
+    return group if isinstance(group, str) and group else None
 
 
 def _invocation_id(record: Mapping[str, Any], message_id: str) -> str:
@@ -256,7 +264,12 @@ class _Batch:
         return False
 
     def _execute(self, parsed: _Parsed, enforce_timeouts: bool) -> bool:
-        outcome = execute(parsed.message, parsed.invocation_id, enforce_timeouts=enforce_timeouts)
+        outcome = execute(
+            parsed.message,
+            parsed.invocation_id,
+            enforce_timeouts=enforce_timeouts,
+            group=parsed.group,
+        )
         if outcome.duplicate:
             return _resend_lost_retry(parsed)
         if outcome.retry is not None:
@@ -338,7 +351,7 @@ def _resend_lost_retry(parsed: _Parsed) -> bool:
         message=message.next_attempt(),
         delay=retry_delay_seconds(options.retry_delay),
         queue=options.queue,
-        group=options.fifo_group,
+        group=parsed.group if parsed.group is not None else options.fifo_group,
         invocation_id=invocation_id,
     )
     logger.warning(

@@ -2,8 +2,9 @@
 
 In order: the environment loaders (Secrets Manager environment, SSM
 environment, ``LAMBDA_TASKS_SECRET_<NAME>`` references), ``django.setup()``,
-the address-space cap (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``), then a warning
-for every task whose hard timeout cannot fit in the function's timeout.
+the address-space cap (``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``), a warning
+for every task whose hard timeout cannot fit in the function's timeout, then
+one outbox relay pass when ``LAMBDA_TASKS_OUTBOX`` is on.
 
 An error is raised to the caller (the Lambda runtime reports the invocation as
 failed and SQS offers the batch again) and the cold start is tried again, in
@@ -62,6 +63,7 @@ def cold_start(context: object = None) -> None:
         cap_address_space()
         if budget_ms is not None:
             _warn_about_timeouts(budget_ms)
+        _relay_outbox()
         _done = True
         logger.info("Cold start done in %.0f ms", (time.monotonic() - started) * 1000)
 
@@ -99,6 +101,13 @@ def _forget_failed_populate() -> None:
     apps.apps_ready = apps.models_ready = apps.ready = False
     apps.loading = False
     apps.clear_cache()
+
+
+def _relay_outbox() -> None:
+    """Send what an earlier outage left in the outbox (``LAMBDA_TASKS_OUTBOX``); never raises."""
+    from lambda_tasks_django.outbox import relay_at_start
+
+    relay_at_start()
 
 
 def _warn_about_timeouts(budget_ms: float) -> None:
