@@ -86,3 +86,12 @@ def test_relay_handler_sends_and_reports_counts(
     assert result == {"sent": 1, "failed": 0}
     assert OutboxEntry.objects.count() == 0
     assert queued(sqs_mode) == 1
+
+
+def test_the_poller_relays_the_outbox_when_it_starts(stranded: str, sqs_mode: SqsMode) -> None:
+    from lambda_tasks_handler.poll import Poller
+
+    Poller(sqs_mode.default, wait_time_seconds=0).run(until=lambda: True, handle_signals=False)
+
+    assert OutboxEntry.objects.count() == 0
+    assert queued(sqs_mode) == 1

@@ -205,6 +205,7 @@ class Poller:
             self.visibility_timeout,
             self.wait_time_seconds,
         )
+        self._warm_up()
         backoff = RECEIVE_BACKOFF_SECONDS
         try:
             while not self._stopping and not (until is not None and until()):
@@ -233,6 +234,21 @@ class Poller:
                 signal.signal(installed, handler)
         logger.info("Poller of %s stopped", self.queue_url)
         return 0
+
+    def _warm_up(self) -> None:
+        """Run the handler's cold start now (it relays the outbox) rather than at the first batch.
+
+        A failure is logged, not raised: the first batch tries the cold start
+        again and reports its records as failures if it still fails.
+        """
+        if self._handler is not None:
+            return  # a caller's own handler: its start-up is its business
+        from lambda_tasks_handler import _coldstart
+
+        try:
+            _coldstart.cold_start()
+        except Exception:
+            logger.exception("Cold start failed; it is tried again with the first batch")
 
     def poll_once(self) -> BatchReport | None:
         """Receive one batch and run it; ``None`` when the long poll brought nothing."""
