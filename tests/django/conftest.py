@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -152,3 +154,35 @@ def spy_transport(monkeypatch: pytest.MonkeyPatch) -> SpyTransport:
     spy = SpyTransport()
     monkeypatch.setattr(dispatch, "get_transport", lambda conf=None: spy)
     return spy
+
+
+@pytest.fixture
+def hung_endpoint() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A TCP server that accepts connections and never answers; yields (url, accepted)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()

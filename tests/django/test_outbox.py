@@ -248,41 +248,12 @@ def test_two_relays_at_once_send_each_row_once(outbox_mode: SqsMode) -> None:
     assert pending_keys() == []
 
 
-@pytest.fixture
-def hung_endpoint() -> Iterator[str]:
-    """A TCP server that accepts connections and never answers."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        listener.close()
-
-
 def test_a_hung_endpoint_blocks_the_commit_for_a_bounded_time_and_keeps_the_row(
-    outbox_mode: SqsMode, hung_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    outbox_mode: SqsMode,
+    hung_endpoint: tuple[str, list[socket.socket]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", hung_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", hung_endpoint[0])
     sqs.reset_client()
 
     started = time.monotonic()

@@ -11,10 +11,8 @@ import contextlib
 import json
 import logging
 import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -339,38 +337,6 @@ def test_a_failing_queue_does_not_stop_the_other_queues(
     # Both batches of the missing queue were tried (not a connection problem).
     assert [b["QueueUrl"] for b in sqs_mode.sent_batches()].count(sqs_mode.default) == 2
     assert_logged_unsent(caplog, lost)
-
-
-@pytest.fixture
-def hung_endpoint() -> Iterator[tuple[str, list[socket.socket]]]:
-    """A TCP server that accepts connections and never answers; yields (url, accepted)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            accepted.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", accepted
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        listener.close()
 
 
 @pytest.mark.django_db(transaction=True)
