@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
@@ -31,7 +32,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 from lambda_tasks_core import INVOCATION_ID_ATTRIBUTE
 from lambda_tasks_django import outbox, sqs
 from lambda_tasks_django.dispatch import dispatch_now
-from lambda_tasks_django.models import OutboxEntry
+from lambda_tasks_django.models import OutboxEntry, TaskRecord
 from lambda_tasks_django.outbox import relay, relay_at_start
 from tests.django.conftest import SqsMode
 from tests.services import SqsQueueFactory
@@ -380,3 +381,29 @@ def test_the_outbox_outside_sqs_mode_is_a_warning(settings: SettingsWrapper) -> 
     settings.LAMBDA_TASKS_OUTBOX = True
     settings.LAMBDA_TASKS_EAGER = True
     assert "lambda_tasks.W002" in {m.id for m in run_checks()}
+
+
+# --------------------------------------------------------------------------- django.tasks
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks needs Django 6.0 or later")
+def test_backend_enqueue_is_written_in_the_transaction_and_sent_after_commit(
+    outbox_mode: SqsMode,
+) -> None:
+    from tests.testapp import django_tasks
+
+    with transaction.atomic():
+        result = django_tasks.multiply.enqueue(3, b=4)
+        # Written in the caller's transaction: the READY record and the outbox row.
+        assert pending_keys() == [f"{result.id}:0"]
+        assert TaskRecord.objects.get(invocation_id=result.id).status == "READY"
+        assert outbox_mode.server.request_count("SendMessageBatch") == 0
+    assert ids_of(outbox_mode.receive(outbox_mode.default, 1)) == [result.id]
+    assert pending_keys() == []
+
+    with contextlib.suppress(_RollBack), transaction.atomic():
+        django_tasks.multiply.enqueue(1, b=1)
+        raise _RollBack
+    assert pending_keys() == []
+    assert TaskRecord.objects.count() == 1
+    assert outbox_mode.receive_now(outbox_mode.default) == []
