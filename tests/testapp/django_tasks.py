@@ -61,3 +61,72 @@ if django.VERSION >= (6, 1):
     # the stubs do not know that.
     task_with_options: Any = task
     too_slow = task_with_options(hard_timeout=0.5, soft_timeout=0.2)(_sleep)
+
+
+# Used by tests/django/test_backend_contract.py (Django's own backend contract).
+
+
+class Unusual(Exception):
+    """An exception class defined in this module (its path is not builtins)."""
+
+
+@task
+def noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+@task
+async def async_noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+@task
+def raise_unusual(message: str) -> None:
+    error = Unusual(message)
+    error.add_note("a note added to the exception")
+    raise error
+
+
+@task
+def exit_now() -> None:
+    raise SystemExit("this task exits")
+
+
+@task
+def interrupt() -> None:
+    raise KeyboardInterrupt("this task is interrupted")
+
+
+@task
+def return_unstorable() -> Any:
+    return {1, 2}
+
+
+@task(takes_context=True)
+def describe_context(context: TaskContext[Any, Any]) -> dict[str, Any]:
+    result = context.task_result
+    return {
+        "id": result.id,
+        "status": str(result.status),
+        "attempt": context.attempt,
+        "worker_ids": list(result.worker_ids),
+        "started": result.started_at is not None,
+        "last_attempted": result.last_attempted_at is not None,
+        "finished": result.finished_at is not None,
+        "backend": result.backend,
+        "args": result.args,
+        "kwargs": result.kwargs,
+    }
+
+
+@task
+def raise_group() -> None:
+    raise ExceptionGroup("several problems", [ValueError("inner")])
+
+
+@task(takes_context=True)
+@task_options(retry_on=(Glitch,))
+def fail_first_attempt(context: TaskContext[Any, Any]) -> int:
+    if context.attempt == 1:
+        raise Glitch("first attempt")
+    return context.attempt

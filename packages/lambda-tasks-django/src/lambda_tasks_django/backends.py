@@ -8,9 +8,11 @@ The ``TaskResult`` id is the invocation id.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import inspect
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,7 +31,7 @@ from lambda_tasks_core.limits import MAX_DELAY_SECONDS
 from lambda_tasks_django.execution import Attempt
 from lambda_tasks_django.invocation import TaskInvocation
 from lambda_tasks_django.models import TaskRecord
-from lambda_tasks_django.registry import register, resolve
+from lambda_tasks_django.registry import register, registered, resolve
 from lambda_tasks_django.settings import find_problems
 
 __all__ = ["LambdaTasksBackend", "LambdaTasksTask", "task_options"]
@@ -184,7 +186,13 @@ class LambdaTasksBackend(BaseTaskBackend):
     def validate_task(self, task: Task[Any, Any]) -> None:
         super().validate_task(task)
         options = self._options(task)
-        register(DjangoTask(task, options, self))
+        # Register the task as decorated, not each variant: Task.using() validates
+        # every variant it makes, and one variant's queue_name must not become the
+        # queue_name that get_result() reports (or the queue the checks and retries
+        # use) for every other invocation of the same function.
+        current = registered().get(task.module_path)
+        if not (isinstance(current, DjangoTask) and current.task.func is task.func):
+            register(DjangoTask(task, options, self))
         if task.run_after is not None:
             self._delay(task.run_after)
 
@@ -260,8 +268,15 @@ class LambdaTasksBackend(BaseTaskBackend):
         if not isinstance(adapter, DjangoTask):
             raise TaskResultDoesNotExist(result_id)
         status = _STATUS[TaskRecord.TaskStatus(latest.status)]
+        task = adapter.task
+        if first.queue and first.queue != task.queue_name:
+            # Like Django's backends, report the task as it was enqueued: a
+            # Task.using(queue_name=...) variant keeps its queue in the record.
+            # (A queue no longer valid for this backend: the task as decorated.)
+            with contextlib.suppress(InvalidTask):
+                task = task.using(queue_name=first.queue)
         result: TaskResult[Any, Any] = TaskResult(
-            task=adapter.task,
+            task=task,
             id=result_id,
             status=status,
             enqueued_at=first.enqueued_at,
@@ -317,11 +332,34 @@ def _failed(record: TaskRecord) -> bool:
     return record.status in {TaskRecord.TaskStatus.FAILED, TaskRecord.TaskStatus.RETRIED}
 
 
+# The first line of a traceback, and of an exception group's (whose lines are prefixed "  | ").
+_TRACEBACK = "Traceback (most recent call last):"
+_GROUP_TRACEBACK = "  + Exception Group Traceback (most recent call last):"
+_EXCEPTION_NAME = re.compile(r"[^\W\d]\w*(\.[^\W\d]\w*)*")  # dotted identifiers
+
+
 def _task_error(traceback_text: str) -> TaskError:
-    """A TaskError from a recorded traceback: its last line names the exception class."""
-    last = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else ""
-    name = last.split(":", 1)[0].strip()
-    if not name or " " in name:
+    """A TaskError from a recorded traceback, naming the exception class it ends with.
+
+    The class starts the first unindented line after the last traceback's frames
+    (``module.Class: message``). It is not the text's last line: a multi-line
+    message and the exception's notes (``add_note``) follow it.
+    """
+    lines = traceback_text.splitlines()
+    start = max(
+        (n for n, line in enumerate(lines) if line in (_TRACEBACK, _GROUP_TRACEBACK)), default=-1
+    )
+    name = ""
+    if start >= 0:
+        group = lines[start] == _GROUP_TRACEBACK
+        for line in lines[start + 1 :]:
+            if group and line.startswith("  | "):
+                line = line[4:]
+            if not line or line[0].isspace():
+                continue  # a frame, its source line or its ^^^ markers
+            name = line.split(":", 1)[0].strip()
+            break
+    if not _EXCEPTION_NAME.fullmatch(name):
         name = "Exception"
     if "." not in name:
         name = f"builtins.{name}"
