@@ -290,7 +290,7 @@ def _runnable(made: Any) -> tuple[str, int] | None:
         value = attribute.get("stringValue") if isinstance(attribute, dict) else None
     else:
         value = made["messageId"]
-    if not isinstance(value, str) or not 0 < len(value) <= 100:
+    if not isinstance(value, str) or not 0 < len(value) <= 100 or not value.isprintable():
         return None
     if n_retries > 32_767:  # more than TaskRecord.n_retries can hold
         return None

@@ -183,6 +183,9 @@ def test_poison_record_is_reported_and_its_neighbours_run(
         {"messageAttributes": {"lambda_tasks_invocation_id": {"stringValue": 7}}},
         {"messageAttributes": {"lambda_tasks_invocation_id": {"stringValue": ""}}},
         {"messageAttributes": {"lambda_tasks_invocation_id": {"stringValue": "x" * 101}}},
+        # PostgreSQL cannot store NUL: refused on every database alike.
+        {"messageAttributes": {"lambda_tasks_invocation_id": {"stringValue": "id\x00"}}},
+        {"messageAttributes": {"lambda_tasks_invocation_id": {"stringValue": "line\nbreak"}}},
     ],
 )
 def test_malformed_record_fields_are_reported(

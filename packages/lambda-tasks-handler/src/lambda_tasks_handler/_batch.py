@@ -141,8 +141,11 @@ def _invocation_id(record: Mapping[str, Any], message_id: str) -> str:
     else:
         # A message without our attribute (e.g. sent by django-lambda-tasks): SPEC §3.
         value, where = message_id, "the messageId (used as the invocation id)"
-    if not value or len(value) > MAX_INVOCATION_ID_CHARS:
-        raise BadRecordError(f"{where} is not 1 to {MAX_INVOCATION_ID_CHARS} characters long")
+    # Printable only: ids are UUIDs or SQS message ids, and a control character
+    # (NUL above all, which PostgreSQL cannot store) would make the same record
+    # fail on one database and run on another.
+    if not value or len(value) > MAX_INVOCATION_ID_CHARS or not value.isprintable():
+        raise BadRecordError(f"{where} is not 1 to {MAX_INVOCATION_ID_CHARS} printable characters")
     return value
 
 
