@@ -48,6 +48,24 @@ def _stop(process: subprocess.Popen[Any]) -> None:
     process.wait(10)
 
 
+@contextlib.contextmanager
+def _sigint_as_in_a_terminal() -> Iterator[None]:
+    """Children started inside get SIGINT's default action, whatever the test run's.
+
+    A test run started in the background by a shell without job control ignores
+    SIGINT, and an ignored signal stays ignored across exec: the server would
+    never see the Ctrl+C these tests send it.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # handlers reset on exec, SIG_IGN does not
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _read_line(process: subprocess.Popen[bytes], timeout: float, stderr: Path) -> str:
     assert process.stdout is not None
     ready, _, _ = select.select([process.stdout], [], [], timeout)
@@ -136,7 +154,11 @@ def test_runserver_stops_promptly_and_cleanly(tmp_path: Path, reload: bool, stop
     command = [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}"]
     if not reload:
         command.append("--noreload")
-    with stderr_path.open("wb") as stderr, (tmp_path / "stdout.txt").open("wb") as stdout:
+    with (
+        stderr_path.open("wb") as stderr,
+        (tmp_path / "stdout.txt").open("wb") as stdout,
+        _sigint_as_in_a_terminal(),
+    ):
         server = subprocess.Popen(
             command, cwd=REPO, env=_env(), stdout=stdout, stderr=stderr, start_new_session=True
         )
