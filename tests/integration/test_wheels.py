@@ -59,6 +59,41 @@ def test_wheels_pin_their_siblings_to_the_same_version(wheels: list[Path]) -> No
         assert all(line.endswith(f"=={version}") for line in requires), requires
 
 
+def _metadata(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("/METADATA"))
+        return archive.read(name).decode().splitlines()
+
+
+def test_wheels_declare_exactly_the_supported_python_and_django(wheels: list[Path]) -> None:
+    # SPEC §1: Python 3.11-3.13, Django 5.2 LTS and 6.x as far as CI tests it (6.0, 6.1).
+    for wheel in wheels:
+        lines = _metadata(wheel)
+        assert "Requires-Python: <3.14,>=3.11" in lines, wheel.name
+        pythons = sorted(
+            line.rsplit(" :: ", 1)[1]
+            for line in lines
+            if re.fullmatch(r"Classifier: Programming Language :: Python :: 3\.\d+", line)
+        )
+        assert pythons == ["3.11", "3.12", "3.13"], wheel.name
+        djangos = sorted(
+            line.rsplit(" :: ", 1)[1]
+            for line in lines
+            if re.fullmatch(r"Classifier: Framework :: Django :: [\d.]+", line)
+        )
+        django_requirements = [
+            line for line in lines if re.match(r"Requires-Dist: django\b", line, re.I)
+        ]
+        if wheel.name.startswith("lambda_tasks_core-"):
+            # Core never needs Django.
+            assert djangos == []
+            assert django_requirements == []
+        else:
+            assert djangos == ["5.2", "6.0", "6.1"], wheel.name
+        if wheel.name.startswith("lambda_tasks_django-"):
+            assert django_requirements == ["Requires-Dist: django<6.2,>=5.2"]
+
+
 def test_wheels_carry_py_typed_and_migrations(wheels: list[Path]) -> None:
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as archive:
