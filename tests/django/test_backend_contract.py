@@ -103,6 +103,16 @@ def recorded_signals() -> Iterator[list[tuple[str, Any, dict[str, Any]]]]:
 # The backend as configured
 
 
+def _assert_timestamps_in_order(result: TaskResult[Any, Any]) -> None:
+    """Every timestamp of a finished result is set, and they follow the run."""
+    assert result.started_at is not None
+    assert result.enqueued_at is not None
+    assert result.finished_at is not None
+    assert result.last_attempted_at is not None
+    assert result.started_at >= result.enqueued_at
+    assert result.finished_at >= result.started_at
+
+
 def test_the_default_alias_is_our_backend_without_options() -> None:
     assert default_task_backend == task_backends["default"]
     assert isinstance(task_backends["default"], LambdaTasksBackend)
@@ -200,12 +210,7 @@ def test_an_eager_enqueue_has_run_the_task_when_it_returns(name: str) -> None:
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.is_finished is True
     assert result.return_value is None
-    assert result.started_at is not None
-    assert result.enqueued_at is not None
-    assert result.finished_at is not None
-    assert result.last_attempted_at is not None
-    assert result.started_at >= result.enqueued_at
-    assert result.finished_at >= result.started_at
+    _assert_timestamps_in_order(result)
     assert result.task == the_task
     assert result.args == [1]
     assert result.kwargs == {"two": 3}
@@ -340,12 +345,7 @@ def test_a_failure_records_the_exception_class_and_its_traceback(
     with pytest.raises(ValueError, match="Task failed"):
         _ = result.return_value
     assert result._return_value is None
-    assert result.started_at is not None
-    assert result.enqueued_at is not None
-    assert result.finished_at is not None
-    assert result.last_attempted_at is not None
-    assert result.started_at >= result.enqueued_at
-    assert result.finished_at >= result.started_at
+    _assert_timestamps_in_order(result)
     assert len(result.errors) == 1
     assert result.errors[0].exception_class is expected
     assert "Traceback (most recent call last):\n" in result.errors[0].traceback

@@ -43,26 +43,22 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return built
 
 
+def _metadata(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("/METADATA"))
+        return archive.read(name).decode().splitlines()
+
+
 def test_wheels_pin_their_siblings_to_the_same_version(wheels: list[Path]) -> None:
     versions = {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels}
     assert len(set(versions.values())) == 1
     version = next(iter(versions.values()))
     for wheel in wheels[1:]:
-        with zipfile.ZipFile(wheel) as archive:
-            metadata = next(n for n in archive.namelist() if n.endswith("/METADATA"))
-            requires = [
-                line
-                for line in archive.read(metadata).decode().splitlines()
-                if line.startswith("Requires-Dist: lambda-tasks-")
-            ]
+        requires = [
+            line for line in _metadata(wheel) if line.startswith("Requires-Dist: lambda-tasks-")
+        ]
         assert requires, wheel.name
         assert all(line.endswith(f"=={version}") for line in requires), requires
-
-
-def _metadata(wheel: Path) -> list[str]:
-    with zipfile.ZipFile(wheel) as archive:
-        name = next(n for n in archive.namelist() if n.endswith("/METADATA"))
-        return archive.read(name).decode().splitlines()
 
 
 def test_wheels_declare_exactly_the_supported_python_and_django(wheels: list[Path]) -> None:

@@ -31,7 +31,7 @@ from lambda_tasks_core.limits import MAX_DELAY_SECONDS
 from lambda_tasks_django.execution import Attempt
 from lambda_tasks_django.invocation import TaskInvocation
 from lambda_tasks_django.models import TaskRecord
-from lambda_tasks_django.registry import register, registered, resolve
+from lambda_tasks_django.registry import find, register, resolve
 from lambda_tasks_django.settings import find_problems
 
 __all__ = ["LambdaTasksBackend", "LambdaTasksTask", "task_options"]
@@ -190,7 +190,7 @@ class LambdaTasksBackend(BaseTaskBackend):
         # every variant it makes, and one variant's queue_name must not become the
         # queue_name that get_result() reports (or the queue the checks and retries
         # use) for every other invocation of the same function.
-        current = registered().get(task.module_path)
+        current = find(task.module_path)
         if not (isinstance(current, DjangoTask) and current.task.func is task.func):
             register(DjangoTask(task, options, self))
         if task.run_after is not None:

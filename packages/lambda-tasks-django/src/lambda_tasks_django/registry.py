@@ -17,7 +17,7 @@ from lambda_tasks_core import UnknownTaskError
 if TYPE_CHECKING:
     from lambda_tasks_django.execution import Runnable
 
-__all__ = ["register", "registered", "resolve"]
+__all__ = ["find", "register", "registered", "resolve"]
 
 _tasks: dict[str, Runnable] = {}
 
@@ -25,6 +25,11 @@ _tasks: dict[str, Runnable] = {}
 def register(task: Runnable) -> None:
     """Add a decorated task under its dotted name."""
     _tasks[task.name] = task
+
+
+def find(task_name: str) -> Runnable | None:
+    """The task registered under ``task_name``, or None (nothing is imported)."""
+    return _tasks.get(task_name)
 
 
 def registered() -> dict[str, Runnable]:
