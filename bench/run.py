@@ -229,7 +229,7 @@ class Bench:
             )
             if postgres is not None:
                 postgres.drop_database(name)
-            expected = {"SUCCEEDED": self.plan.messages}
+            expected = {"SUCCEEDED": self.plan.messages + data["counted_messages"]}
             if data["batch_failures"] or data["statuses"] != expected:
                 raise RuntimeError(f"{side.name} throughput run went wrong: {data}")
             samples[side.name].append(data)

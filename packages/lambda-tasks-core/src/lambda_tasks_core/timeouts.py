@@ -41,9 +41,6 @@ def time_limits(soft: float | None, hard: float | None) -> Iterator[None]:
     if soft is not None and hard is not None and soft >= hard:
         raise ValueError(f"soft limit ({soft} s) must be below the hard limit ({hard} s)")
 
-    started = time.monotonic()
-    previous_handler = signal.getsignal(signal.SIGALRM)
-    previous_delay, previous_interval = signal.getitimer(signal.ITIMER_REAL)
     pending_soft = soft is not None
     active = True
 
@@ -59,22 +56,26 @@ def time_limits(soft: float | None, hard: float | None) -> Iterator[None]:
             raise SoftTimeLimitExceeded(f"soft time limit of {soft} s exceeded")
         raise HardTimeLimitExceeded(f"hard time limit of {hard} s exceeded")
 
-    signal.signal(signal.SIGALRM, on_alarm)
+    previous_handler = signal.signal(signal.SIGALRM, on_alarm)
+    # None: the previous handler was not installed from Python; the default is the
+    # closest we can restore.
+    restore = signal.SIG_DFL if previous_handler is None else previous_handler
     first = soft if soft is not None else hard
     assert first is not None
     try:
-        # Inside the try: if arming fails (e.g. an absurdly large value), the
-        # previous handler and alarm are still restored.
-        signal.setitimer(signal.ITIMER_REAL, first)
+        # setitimer returns the alarm it replaces; when arming fails (e.g. an
+        # absurdly large value) that alarm is untouched.
+        previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, first)
+    except BaseException:
+        signal.signal(signal.SIGALRM, restore)
+        raise
+    started = time.monotonic()
+    try:
         yield
     finally:
         active = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        # None: the previous handler was not installed from Python; the default is the
-        # closest we can restore.
-        signal.signal(
-            signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler
-        )
+        signal.signal(signal.SIGALRM, restore)
         if previous_delay > 0:
             left = previous_delay - (time.monotonic() - started)
             signal.setitimer(signal.ITIMER_REAL, max(left, _MIN_REARM_SECONDS), previous_interval)

@@ -6,9 +6,17 @@ or a queryset and compile the same SQL again for every message: about 0.3 ms
 of CPU per message, as much as the two writes themselves cost on a fast
 database. Here each statement is written once per database alias and only
 its parameters are prepared per call, with the very field methods the ORM
-uses (``get_db_prep_save``), executed through Django's cursor wrapper
-(database errors wrapped as Django's, execute wrappers and query logging
-apply) inside ``mark_for_rollback_on_error`` as the ORM does.
+uses (``get_db_prep_save``; a plain ``str`` for a ``CharField`` or
+``TextField`` is its own prepared value, so that call is skipped).
+
+A statement runs through Django's cursor wrapper whenever something observes
+it: execute wrappers, or the debug cursor (``DEBUG`` or
+``force_debug_cursor``; query logging). Otherwise it runs on the driver's own
+cursor after the same checks Django's wrapper makes (health check, async
+context, thread sharing, broken transaction), with database errors wrapped as
+Django's and the atomic block marked for rollback on an error, as the ORM does.
+The wrapper's layers cost about as much CPU as SQLite takes to run the
+statement.
 
 The ORM is used instead whenever this shortcut could behave differently:
 when something listens to TaskRecord's model signals (``insert`` only; an
@@ -23,9 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, signals
+from django.db.models import CharField, Field, TextField, signals
 
 from lambda_tasks_django.models import TaskRecord
 
@@ -33,7 +41,11 @@ __all__ = ["insert", "update"]
 
 # Backends whose single-row INSERT and UPDATE the ORM writes with plain %s placeholders.
 _VENDORS = frozenset({"sqlite", "postgresql", "mysql", "oracle"})
+# Backends whose driver takes the statement as written here (sqlite3 after %s -> ?).
+_DRIVER_VENDORS = frozenset({"sqlite", "postgresql"})
 _MODEL_SIGNALS = (signals.pre_init, signals.post_init, signals.pre_save, signals.post_save)
+# Fields whose get_db_prep_save returns a str value unchanged, on every backend.
+_TEXT_FIELDS = (CharField, TextField)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +53,21 @@ class _Statement:
     """One statement of one database alias, and how to prepare its parameters."""
 
     sql: str
+    #: ``sql`` in the driver's own placeholder style; None: run through Django's cursor only.
+    driver_sql: str | None
     fields: tuple[Field[Any, Any], ...]
     #: Per field: ``get_db_prep_save(None)`` is ``None``, so a ``None`` value needs no call.
     none_is_null: tuple[bool, ...]
+    #: Per field: a ``str`` value is its own prepared value.
+    str_as_is: tuple[bool, ...]
 
     def params(self, values: Sequence[Any], connection: BaseDatabaseWrapper) -> list[Any]:
         return [
-            None if value is None and none_is_null else field.get_db_prep_save(value, connection)
-            for field, none_is_null, value in zip(
-                self.fields, self.none_is_null, values, strict=True
+            value
+            if (value is None and none_is_null) or (str_as_is and type(value) is str)
+            else field.get_db_prep_save(value, connection)
+            for field, none_is_null, str_as_is, value in zip(
+                self.fields, self.none_is_null, self.str_as_is, values, strict=True
             )
         ]
 
@@ -75,11 +93,49 @@ def _statement(
         for field in fields
     ):
         return None
+    sql = write_sql()
+    driver_sql: str | None = None
+    if connection.vendor in _DRIVER_VENDORS and "%%" not in sql:
+        driver_sql = sql.replace("%s", "?") if connection.vendor == "sqlite" else sql
     return _Statement(
-        sql=write_sql(),
+        sql=sql,
+        driver_sql=driver_sql,
         fields=tuple(fields),
         none_is_null=tuple(field.get_db_prep_save(None, connection) is None for field in fields),
+        str_as_is=tuple(type(field) in _TEXT_FIELDS for field in fields),
     )
+
+
+def _run(connection: BaseDatabaseWrapper, statement: _Statement, params: list[Any]) -> int:
+    """Execute ``statement`` as ``connection.cursor().execute()`` would: rows affected."""
+    try:
+        if statement.driver_sql is None or connection.execute_wrappers or connection.queries_logged:
+            with connection.cursor() as cursor:
+                cursor.execute(statement.sql, params)
+                return int(cursor.rowcount)
+        # The checks of Django's cursor() and CursorWrapper.execute(), in their order.
+        connection.close_if_health_check_failed()
+        connection.ensure_connection()  # refuses an async context, as cursor() does
+        connection.validate_thread_sharing()
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            # Django's sqlite3 cursor rewrites %s to ? with a regex on every call;
+            # driver_sql is rewritten once. PostgreSQL: the backend's own cursor.
+            raw = (
+                connection.connection.cursor()
+                if connection.vendor == "sqlite"
+                else connection.create_cursor()
+            )
+            try:
+                raw.execute(statement.driver_sql, params)
+                return int(raw.rowcount)
+            finally:
+                raw.close()
+    except Exception:
+        # transaction.mark_for_rollback_on_error, as the ORM's writes do.
+        if connection.in_atomic_block:
+            connection.needs_rollback = True
+        raise
 
 
 def insert(pk: Any, values: dict[str, Any]) -> None:
@@ -114,9 +170,7 @@ def insert(pk: Any, values: dict[str, Any]) -> None:
         else field.get_default()
         for field in statement.fields
     ]
-    params = statement.params(row, connection)
-    with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
-        cursor.execute(statement.sql, params)
+    _run(connection, statement, statement.params(row, connection))
 
 
 def update(pk: Any, **values: Any) -> int:
@@ -143,6 +197,4 @@ def update(pk: Any, **values: Any) -> int:
     pk_field = TaskRecord._meta.pk
     assert pk_field is not None
     params.append(pk_field.get_db_prep_value(pk, connection, prepared=False))
-    with transaction.mark_for_rollback_on_error(connection.alias), connection.cursor() as cursor:
-        cursor.execute(statement.sql, params)
-        return int(cursor.rowcount)
+    return _run(connection, statement, params)

@@ -43,5 +43,23 @@ class Runnable(Protocol):
 
 def worker_id() -> str:
     """Who runs an attempt: the Lambda log stream, else host and process id."""
-    stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
-    return stream or f"{socket.gethostname()}:{os.getpid()}"
+    return os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME") or _host_and_pid()
+
+
+# Two system calls per attempt otherwise; a forked child gets its own.
+_host_and_pid_cache: str | None = None
+
+
+def _host_and_pid() -> str:
+    global _host_and_pid_cache
+    if _host_and_pid_cache is None:
+        _host_and_pid_cache = f"{socket.gethostname()}:{os.getpid()}"
+    return _host_and_pid_cache
+
+
+def _forget_host_and_pid() -> None:
+    global _host_and_pid_cache
+    _host_and_pid_cache = None
+
+
+os.register_at_fork(after_in_child=_forget_host_and_pid)

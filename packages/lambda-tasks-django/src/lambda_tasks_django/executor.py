@@ -84,14 +84,15 @@ def execute(
         # raise it before the record, so the message is not acknowledged.
         check_singleton_cache(conf.singleton_cache)
     rid = record_id(invocation_id, message.n_retries)
+    rid_text = str(rid)
 
-    with task_logger.bind(str(rid)):
+    with task_logger.bind(rid_text):
         claim = _claim(message, invocation_id, rid, task.options.queue, hard)
         if claim is None:
-            return Outcome(str(rid), None, duplicate=True)
+            return Outcome(rid_text, None, duplicate=True)
         attempt = Attempt(
             invocation_id=invocation_id,
-            record_id=str(rid),
+            record_id=rid_text,
             message=message,
             started_at=claim.started_at,
             enqueued_at=claim.enqueued_at,
@@ -150,7 +151,7 @@ def execute(
             raise
         _finish(rid, status, result, _join(note, error_text))
         task.finished(attempt, status, result, error_text)
-        return Outcome(str(rid), status, retry)
+        return Outcome(rid_text, status, retry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +257,13 @@ def _join(note: str | None, text: str | None) -> str | None:
     return note if text is None else f"{note}\n\n{text}"
 
 
+# Return values that need no encoding test (float is not one of them: NaN, Infinity).
+_JSON_SCALARS = frozenset({bool, int, str})
+
+
 def _jsonable(result: Any) -> Any:
+    if result is None or type(result) in _JSON_SCALARS:
+        return result
     try:
         # allow_nan=False: NaN and Infinity are not JSON; PostgreSQL and SQLite's
         # JSON check refuse them, which would leave the record RUNNING.

@@ -199,6 +199,7 @@ class _Batch:
                         f"record {message_id} failed and this is a FIFO batch: later records "
                         "must not run before it"
                     )
+        close_old_connections()
         if self.stop_reason is not None:
             logger.warning("Records not run: %s", self.stop_reason)
         logger.info(
@@ -226,11 +227,9 @@ class _Batch:
             parsed = parse_record(record, message_id)
             if index > 0 and not self._time_left_for(parsed):
                 return False
+            # As Django does around a request; the batch closes them once more at its end.
             close_old_connections()
-            try:
-                return self._execute(parsed, enforce_timeouts)
-            finally:
-                close_old_connections()
+            return self._execute(parsed, enforce_timeouts)
         except (BadRecordError, pydantic.ValidationError, UnknownTaskError) as exc:
             # Poison pills: malformed body or attributes, unknown task, invalid kwargs.
             logger.error(
