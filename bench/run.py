@@ -45,7 +45,7 @@ class Plan:
 
     coldstart_runs: int = 9
     messages: int = 2000
-    throughput_runs: int = 3
+    throughput_runs: int = 5
     local_tasks: int = 500
     local_runs: int = 3
     local_first_runs: int = 5
