@@ -5,9 +5,11 @@
 or a queryset and compile the same SQL again for every message: about 0.3 ms
 of CPU per message, as much as the two writes themselves cost on a fast
 database. Here each statement is written once per database alias and only
-its parameters are prepared per call, with the very field methods the ORM
-uses (``get_db_prep_save``; a plain ``str`` for a ``CharField`` or
-``TextField`` is its own prepared value, so that call is skipped).
+its parameters are prepared per call as the ORM prepares them: with the
+field's ``get_db_prep_save``, or for the common values of built-in fields
+with the step it ends in (a ``str`` of a ``CharField``/``TextField`` is its
+own prepared value; an aware UTC datetime and a JSON dict or list go straight
+to the backend's adapter).
 
 A statement runs through Django's cursor wrapper whenever something observes
 it: execute wrappers, or the debug cursor (``DEBUG`` or
@@ -27,13 +29,14 @@ ones, or when a field needs its own SQL placeholder.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import CharField, Field, TextField, signals
+from django.db.models import CharField, DateTimeField, Field, JSONField, TextField, signals
 
 from lambda_tasks_django.models import TaskRecord
 
@@ -44,8 +47,15 @@ _VENDORS = frozenset({"sqlite", "postgresql", "mysql", "oracle"})
 # Backends whose driver takes the statement as written here (sqlite3 after %s -> ?).
 _DRIVER_VENDORS = frozenset({"sqlite", "postgresql"})
 _MODEL_SIGNALS = (signals.pre_init, signals.post_init, signals.pre_save, signals.post_save)
-# Fields whose get_db_prep_save returns a str value unchanged, on every backend.
-_TEXT_FIELDS = (CharField, TextField)
+# How a field's value may skip get_db_prep_save (exact classes only: a subclass may
+# prepare differently). Everything else, and every other value, takes the field's call.
+_PLAIN, _TEXT, _DATETIME, _JSON = range(4)
+_KINDS: dict[type[Field[Any, Any]], int] = {
+    CharField: _TEXT,  # a str is its own prepared value, on every backend
+    TextField: _TEXT,
+    DateTimeField: _DATETIME,  # an aware datetime goes to the backend's adapter as it is
+    JSONField: _JSON,  # a dict or list goes to the backend's adapter with the field's encoder
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +66,33 @@ class _Statement:
     #: ``sql`` in the driver's own placeholder style; None: run through Django's cursor only.
     driver_sql: str | None
     fields: tuple[Field[Any, Any], ...]
+    #: Per field: one of _PLAIN, _TEXT, _DATETIME, _JSON.
+    kinds: tuple[int, ...]
     #: Per field: ``get_db_prep_save(None)`` is ``None``, so a ``None`` value needs no call.
     none_is_null: tuple[bool, ...]
-    #: Per field: a ``str`` value is its own prepared value.
-    str_as_is: tuple[bool, ...]
 
     def params(self, values: Sequence[Any], connection: BaseDatabaseWrapper) -> list[Any]:
-        return [
-            value
-            if (value is None and none_is_null) or (str_as_is and type(value) is str)
-            else field.get_db_prep_save(value, connection)
-            for field, none_is_null, str_as_is, value in zip(
-                self.fields, self.none_is_null, self.str_as_is, values, strict=True
-            )
-        ]
+        """What ``field.get_db_prep_save(value, connection)`` returns for each field."""
+        ops = connection.ops
+        prepared: list[Any] = []
+        for field, kind, none_is_null, value in zip(
+            self.fields, self.kinds, self.none_is_null, values, strict=True
+        ):
+            if value is None and none_is_null:
+                prepared.append(None)
+            elif kind == _TEXT and type(value) is str:
+                prepared.append(value)
+            elif (
+                kind == _DATETIME
+                and type(value) is datetime.datetime
+                and value.tzinfo is datetime.UTC
+            ):
+                prepared.append(ops.adapt_datetimefield_value(value))
+            elif kind == _JSON and type(value) in (dict, list):
+                prepared.append(ops.adapt_json_value(value, field.encoder))  # type: ignore[attr-defined]
+            else:
+                prepared.append(field.get_db_prep_save(value, connection))
+        return prepared
 
 
 # (alias, vendor, statement kind, updated fields) -> statement; None: use the ORM.
@@ -101,8 +124,8 @@ def _statement(
         sql=sql,
         driver_sql=driver_sql,
         fields=tuple(fields),
+        kinds=tuple(_KINDS.get(type(field), _PLAIN) for field in fields),
         none_is_null=tuple(field.get_db_prep_save(None, connection) is None for field in fields),
-        str_as_is=tuple(type(field) in _TEXT_FIELDS for field in fields),
     )
 
 
@@ -140,7 +163,9 @@ def _run(connection: BaseDatabaseWrapper, statement: _Statement, params: list[An
 
 def insert(pk: Any, values: dict[str, Any]) -> None:
     """Same as ``TaskRecord.objects.create(pk=pk, **values)``; IntegrityError on a duplicate pk."""
-    if router.routers or any(signal.has_listeners(TaskRecord) for signal in _MODEL_SIGNALS):
+    if router.routers or any(
+        signal.receivers and signal.has_listeners(TaskRecord) for signal in _MODEL_SIGNALS
+    ):
         TaskRecord.objects.create(pk=pk, **values)
         return
     connection = connections[router.db_for_write(TaskRecord)]
