@@ -30,7 +30,7 @@ ones, or when a field needs its own SQL placeholder.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,37 +65,36 @@ class _Statement:
     sql: str
     #: ``sql`` in the driver's own placeholder style; None: run through Django's cursor only.
     driver_sql: str | None
-    fields: tuple[Field[Any, Any], ...]
-    #: Per field: one of _PLAIN, _TEXT, _DATETIME, _JSON.
-    kinds: tuple[int, ...]
-    #: Per field: ``get_db_prep_save(None)`` is ``None``, so a ``None`` value needs no call.
-    none_is_null: tuple[bool, ...]
+    #: The parameters that are the same on every call (fields the caller gives no
+    #: value for hold their prepared default); the slots are filled per call.
+    template: tuple[Any, ...]
+    #: For each value given per call, in order: (position, field, kind, whether
+    #: ``get_db_prep_save(None)`` is ``None`` so that a ``None`` value needs no call).
+    slots: tuple[tuple[int, Field[Any, Any], int, bool], ...]
 
-    def params(self, values: Sequence[Any], connection: BaseDatabaseWrapper) -> list[Any]:
-        """What ``field.get_db_prep_save(value, connection)`` returns for each field."""
+    def params(self, values: Iterable[Any], connection: BaseDatabaseWrapper) -> list[Any]:
+        """The parameters: what ``field.get_db_prep_save(value, connection)`` returns per slot."""
         ops = connection.ops
-        prepared: list[Any] = []
-        for field, kind, none_is_null, value in zip(
-            self.fields, self.kinds, self.none_is_null, values, strict=True
-        ):
+        params = list(self.template)
+        for (index, field, kind, none_is_null), value in zip(self.slots, values, strict=True):
             if value is None and none_is_null:
-                prepared.append(None)
-            elif kind == _TEXT and type(value) is str:
-                prepared.append(value)
+                continue  # the template holds None there
+            if kind == _TEXT and type(value) is str:
+                params[index] = value
             elif (
                 kind == _DATETIME
                 and type(value) is datetime.datetime
                 and value.tzinfo is datetime.UTC
             ):
-                prepared.append(ops.adapt_datetimefield_value(value))
+                params[index] = ops.adapt_datetimefield_value(value)
             elif kind == _JSON and type(value) in (dict, list):
-                prepared.append(ops.adapt_json_value(value, field.encoder))  # type: ignore[attr-defined]
+                params[index] = ops.adapt_json_value(value, field.encoder)  # type: ignore[attr-defined]
             else:
-                prepared.append(field.get_db_prep_save(value, connection))
-        return prepared
+                params[index] = field.get_db_prep_save(value, connection)
+        return params
 
 
-# (alias, vendor, statement kind, updated fields) -> statement; None: use the ORM.
+# (alias, vendor, statement kind, fields given per call) -> statement; None: use the ORM.
 _statements: dict[tuple[str, str, str, tuple[str, ...]], _Statement | None] = {}
 
 
@@ -105,14 +104,25 @@ def _column(field: Field[Any, Any]) -> str:
 
 
 def _statement(
-    connection: BaseDatabaseWrapper, fields: Sequence[Any], write_sql: Callable[[], str]
+    connection: BaseDatabaseWrapper,
+    fields: Sequence[Any],
+    given: Sequence[Any],
+    write_sql: Callable[[], str],
 ) -> _Statement | None:
-    """Build a statement, or None when one of the fields needs more than a plain %s."""
+    """Build a statement whose parameters are ``fields``, ``given`` ones filled per call.
+
+    None when one of the fields needs more than a plain %s, or when a field not
+    given has a default that is not a constant (computed per row, or by the database).
+    """
     if connection.vendor not in _VENDORS or not all(
         isinstance(field, Field)
         and field.concrete
         and not hasattr(field, "get_placeholder")
         and not hasattr(field, "get_placeholder_sql")
+        and (
+            field in given
+            or not (field.has_db_default() or (field.has_default() and callable(field.default)))
+        )
         for field in fields
     ):
         return None
@@ -120,12 +130,23 @@ def _statement(
     driver_sql: str | None = None
     if connection.vendor in _DRIVER_VENDORS and "%%" not in sql:
         driver_sql = sql.replace("%s", "?") if connection.vendor == "sqlite" else sql
+    positions = {field: index for index, field in enumerate(fields)}
     return _Statement(
         sql=sql,
         driver_sql=driver_sql,
-        fields=tuple(fields),
-        kinds=tuple(_KINDS.get(type(field), _PLAIN) for field in fields),
-        none_is_null=tuple(field.get_db_prep_save(None, connection) is None for field in fields),
+        template=tuple(
+            None if field in given else field.get_db_prep_save(field.get_default(), connection)
+            for field in fields
+        ),
+        slots=tuple(
+            (
+                positions[field],
+                field,
+                _KINDS.get(type(field), _PLAIN),
+                field.get_db_prep_save(None, connection) is None,
+            )
+            for field in given
+        ),
     )
 
 
@@ -169,33 +190,28 @@ def insert(pk: Any, values: dict[str, Any]) -> None:
         TaskRecord.objects.create(pk=pk, **values)
         return
     connection = connections[router.db_for_write(TaskRecord)]
-    key = (connection.alias, connection.vendor, "insert", ())
+    key = (connection.alias, connection.vendor, "insert", tuple(values))
     try:
         statement = _statements[key]
     except KeyError:
-        fields = list(TaskRecord._meta.concrete_fields)
+        meta = TaskRecord._meta
+        fields = list(meta.concrete_fields)
 
         def write_sql() -> str:
             quote = connection.ops.quote_name
             return (
-                f"INSERT INTO {quote(TaskRecord._meta.db_table)} "
+                f"INSERT INTO {quote(meta.db_table)} "
                 f"({', '.join(quote(_column(field)) for field in fields)}) "
                 f"VALUES ({', '.join(['%s'] * len(fields))})"
             )
 
-        statement = _statements[key] = _statement(connection, fields, write_sql)
+        # get_field raises FieldDoesNotExist for a name that is not a field, as create() fails.
+        given = [meta.pk, *(meta.get_field(name) for name in values)]
+        statement = _statements[key] = _statement(connection, fields, given, write_sql)
     if statement is None:
         TaskRecord.objects.create(pk=pk, **values)
         return
-    row = [
-        pk
-        if field.primary_key
-        else values[field.attname]
-        if field.attname in values
-        else field.get_default()
-        for field in statement.fields
-    ]
-    _run(connection, statement, statement.params(row, connection))
+    _run(connection, statement, statement.params((pk, *values.values()), connection))
 
 
 def update(pk: Any, **values: Any) -> int:
@@ -206,20 +222,17 @@ def update(pk: Any, **values: Any) -> int:
         statement = _statements[key]
     except KeyError:
         meta = TaskRecord._meta
-        fields = [meta.get_field(name) for name in values]
+        assert meta.pk is not None
+        fields = [*(meta.get_field(name) for name in values), meta.pk]
 
         def write_sql() -> str:
             quote = connection.ops.quote_name
             table = quote(meta.db_table)
-            assignments = ", ".join(f"{quote(_column(field))} = %s" for field in fields)  # type: ignore[arg-type]
+            assignments = ", ".join(f"{quote(_column(field))} = %s" for field in fields[:-1])  # type: ignore[arg-type]
             assert meta.pk is not None
             return f"UPDATE {table} SET {assignments} WHERE {table}.{quote(_column(meta.pk))} = %s"
 
-        statement = _statements[key] = _statement(connection, fields, write_sql)
+        statement = _statements[key] = _statement(connection, fields, fields, write_sql)
     if statement is None:
         return TaskRecord.objects.filter(pk=pk).update(**values)
-    params = statement.params(list(values.values()), connection)
-    pk_field = TaskRecord._meta.pk
-    assert pk_field is not None
-    params.append(pk_field.get_db_prep_value(pk, connection, prepared=False))
-    return _run(connection, statement, params)
+    return _run(connection, statement, statement.params((*values.values(), pk), connection))
