@@ -205,7 +205,7 @@ def insert(pk: Any, values: dict[str, Any]) -> None:
                 f"VALUES ({', '.join(['%s'] * len(fields))})"
             )
 
-        # get_field raises FieldDoesNotExist for a name that is not a field, as create() fails.
+        # A name that is not a field fails here (FieldDoesNotExist) rather than being ignored.
         given = [meta.pk, *(meta.get_field(name) for name in values)]
         statement = _statements[key] = _statement(connection, fields, given, write_sql)
     if statement is None:
