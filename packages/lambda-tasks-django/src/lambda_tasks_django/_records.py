@@ -9,7 +9,8 @@ its parameters are prepared per call as the ORM prepares them: with the
 field's ``get_db_prep_save``, or for the common values of built-in fields
 with the step it ends in (a ``str`` of a ``CharField``/``TextField`` is its
 own prepared value; an aware UTC datetime and a JSON dict or list go straight
-to the backend's adapter).
+to the backend's adapter, or for a UTC datetime on SQLite in UTC straight to
+the text that adapter writes).
 
 A statement runs through Django's cursor wrapper whenever something observes
 it: execute wrappers, or the debug cursor (``DEBUG`` or
@@ -75,6 +76,9 @@ class _Statement:
     def params(self, values: Iterable[Any], connection: BaseDatabaseWrapper) -> list[Any]:
         """The parameters: what ``field.get_db_prep_save(value, connection)`` returns per slot."""
         ops = connection.ops
+        # Django's SQLite adapter stores an aware datetime as its naive time in the
+        # connection's zone, as text: with both in UTC, that is the naive time itself.
+        sqlite_utc = connection.vendor == "sqlite" and connection.timezone is datetime.UTC
         params = list(self.template)
         for (index, field, kind, none_is_null), value in zip(self.slots, values, strict=True):
             if value is None and none_is_null:
@@ -86,7 +90,11 @@ class _Statement:
                 and type(value) is datetime.datetime
                 and value.tzinfo is datetime.UTC
             ):
-                params[index] = ops.adapt_datetimefield_value(value)
+                params[index] = (
+                    str(value.replace(tzinfo=None))
+                    if sqlite_utc
+                    else ops.adapt_datetimefield_value(value)
+                )
             elif kind == _JSON and type(value) in (dict, list):
                 params[index] = ops.adapt_json_value(value, field.encoder)  # type: ignore[attr-defined]
             else:
