@@ -5,12 +5,14 @@
 or a queryset and compile the same SQL again for every message: about 0.3 ms
 of CPU per message, as much as the two writes themselves cost on a fast
 database. Here each statement is written once per database alias and only
-its parameters are prepared per call as the ORM prepares them: with the
-field's ``get_db_prep_save``, or for the common values of built-in fields
-with the step it ends in (a ``str`` of a ``CharField``/``TextField`` is its
-own prepared value; an aware UTC datetime and a JSON dict or list go straight
-to the backend's adapter, or for a UTC datetime on SQLite in UTC straight to
-the text that adapter writes).
+its parameters are prepared per call, as the ORM prepares them: with the
+field's ``get_db_prep_save``, or, for the common values of built-in fields,
+with the step that method ends in (a ``str`` of a text field is its own
+prepared value; a UUID is itself, or its hex without a native uuid type; an
+int, an aware UTC datetime and a JSON dict or list go to the backend's
+adapter, and a UTC datetime on SQLite in UTC to the text that adapter writes).
+Fields the caller gives no value for take their (constant) default, prepared
+once.
 
 A statement runs through Django's cursor wrapper whenever something observes
 it: execute wrappers, or the debug cursor (``DEBUG`` or
@@ -31,13 +33,28 @@ ones, or when a field needs its own SQL placeholder.
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import CharField, DateTimeField, Field, JSONField, TextField, signals
+from django.db.models import (
+    BigIntegerField,
+    CharField,
+    DateTimeField,
+    Field,
+    IntegerField,
+    JSONField,
+    PositiveBigIntegerField,
+    PositiveIntegerField,
+    PositiveSmallIntegerField,
+    SmallIntegerField,
+    TextField,
+    UUIDField,
+    signals,
+)
 
 from lambda_tasks_django.models import TaskRecord
 
@@ -50,12 +67,25 @@ _DRIVER_VENDORS = frozenset({"sqlite", "postgresql"})
 _MODEL_SIGNALS = (signals.pre_init, signals.post_init, signals.pre_save, signals.post_save)
 # How a field's value may skip get_db_prep_save (exact classes only: a subclass may
 # prepare differently). Everything else, and every other value, takes the field's call.
-_PLAIN, _TEXT, _DATETIME, _JSON = range(4)
+_PLAIN, _TEXT, _DATETIME, _JSON, _UUID, _INT = range(6)
 _KINDS: dict[type[Field[Any, Any]], int] = {
     CharField: _TEXT,  # a str is its own prepared value, on every backend
     TextField: _TEXT,
     DateTimeField: _DATETIME,  # an aware datetime goes to the backend's adapter as it is
     JSONField: _JSON,  # a dict or list goes to the backend's adapter with the field's encoder
+    UUIDField: _UUID,  # a UUID is itself, or its hex where the database has no uuid type
+    # an int goes to the backend's integer adapter as it is
+    **dict.fromkeys(
+        (
+            IntegerField,
+            SmallIntegerField,
+            BigIntegerField,
+            PositiveIntegerField,
+            PositiveSmallIntegerField,
+            PositiveBigIntegerField,
+        ),
+        _INT,
+    ),
 }
 
 
@@ -97,6 +127,10 @@ class _Statement:
                 )
             elif kind == _JSON and type(value) in (dict, list):
                 params[index] = ops.adapt_json_value(value, field.encoder)  # type: ignore[attr-defined]
+            elif kind == _UUID and type(value) is uuid.UUID:
+                params[index] = value if connection.features.has_native_uuid_field else value.hex
+            elif kind == _INT and type(value) is int:
+                params[index] = ops.adapt_integerfield_value(value, field.get_internal_type())
             else:
                 params[index] = field.get_db_prep_save(value, connection)
         return params
