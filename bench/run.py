@@ -289,9 +289,10 @@ class Bench:
         self.add(row)
         first = samples["ours"][-1]
         self.report.notes.append(
-            f"throughput {database}: driver {first['driver']}; statements per run "
+            f"throughput {database}: driver {first['driver']}; statements in the counted "
+            f"event of {first['counted_messages']} messages "
             + "; ".join(f"{s}: {samples[s][-1]['statements']}" for s in samples)
-            + "; connections opened per run "
+            + "; connections opened during the timed run "
             + ", ".join(f"{s}: {samples[s][-1]['connections_opened']}" for s in samples)
         )
 
