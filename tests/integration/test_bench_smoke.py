@@ -83,8 +83,11 @@ def test_quick_run_of_our_side_prints_the_table(tmp_path: Path) -> None:
     assert "SendMessageBatch" in completed.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     throughput = results["raw"]["throughput-SQLite"]["ours"][0]
-    assert throughput["statuses"] == {"SUCCEEDED": throughput["messages"]}
+    # The timed messages and the extra event in which statements are counted.
+    expected = throughput["messages"] + throughput["counted_messages"]
+    assert throughput["statuses"] == {"SUCCEEDED": expected}
     assert throughput["queries_per_message"] == 2
+    assert "the SPEC §4 skeleton" in completed.stdout
 
 
 def test_local_mode_probe_runs_a_few_tasks(tmp_path: Path) -> None:
