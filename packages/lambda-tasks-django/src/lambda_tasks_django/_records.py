@@ -21,7 +21,9 @@ cursor after the same checks Django's wrapper makes (health check, async
 context, thread sharing, broken transaction), with database errors wrapped as
 Django's and the atomic block marked for rollback on an error, as the ORM does.
 The wrapper's layers cost about as much CPU as SQLite takes to run the
-statement.
+statement. Tools that patch Django's ``CursorWrapper`` class instead of using
+``execute_wrappers`` (some APM integrations) do not see these two statements
+unless ``DEBUG`` is on; driver-level instrumentation still does.
 
 The ORM is used instead whenever this shortcut could behave differently:
 when something listens to TaskRecord's model signals (``insert`` only; an
