@@ -24,6 +24,7 @@ from pytest_django import DjangoAssertNumQueries, DjangoCaptureOnCommitCallbacks
 
 from lambda_tasks_core import TaskMessage, UnknownTaskError, new_invocation_id, record_id
 from lambda_tasks_django import executor
+from lambda_tasks_django.execution import worker_id
 from lambda_tasks_django.executor import TAKEOVER_MARGIN_SECONDS, Outcome, TaskInProgress
 from lambda_tasks_django.models import TaskRecord
 from lambda_tasks_django.registry import resolve
@@ -584,6 +585,29 @@ def test_record_stores_the_queue_of_the_task() -> None:
     outcome = executor.execute(message("on_other_queue", n=1), new_invocation_id())
 
     assert TaskRecord.objects.get(pk=outcome.record_id).queue == "other"
+
+
+def test_worker_id_is_the_log_stream_else_host_and_pid_of_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_LOG_STREAM_NAME", raising=False)
+    parent = worker_id()
+    assert parent.endswith(f":{os.getpid()}")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, worker_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as reader:
+        child = reader.read().decode()
+    os.waitpid(pid, 0)
+    assert child == f"{parent.rpartition(':')[0]}:{pid}"  # not the parent's cached value
+
+    monkeypatch.setenv("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/29/[$LATEST]abc")
+    assert worker_id() == "2026/11/29/[$LATEST]abc"
 
 
 # --- process-ending exceptions -----------------------------------------------------------------

@@ -266,15 +266,16 @@ def update(pk: Any, **values: Any) -> int:
         statement = _statements[key]
     except KeyError:
         meta = TaskRecord._meta
-        assert meta.pk is not None
-        fields = [*(meta.get_field(name) for name in values), meta.pk]
+        pk_field = meta.pk
+        assert pk_field is not None
+        assigned = [meta.get_field(name) for name in values]
+        fields = [*assigned, pk_field]  # the parameters: SET values, then the WHERE pk
 
         def write_sql() -> str:
             quote = connection.ops.quote_name
             table = quote(meta.db_table)
-            assignments = ", ".join(f"{quote(_column(field))} = %s" for field in fields[:-1])  # type: ignore[arg-type]
-            assert meta.pk is not None
-            return f"UPDATE {table} SET {assignments} WHERE {table}.{quote(_column(meta.pk))} = %s"
+            assignments = ", ".join(f"{quote(_column(field))} = %s" for field in assigned)  # type: ignore[arg-type]
+            return f"UPDATE {table} SET {assignments} WHERE {table}.{quote(_column(pk_field))} = %s"
 
         statement = _statements[key] = _statement(connection, fields, fields, write_sql)
     if statement is None:

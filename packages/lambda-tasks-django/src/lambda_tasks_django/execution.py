@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import socket
 from dataclasses import dataclass
@@ -46,20 +47,10 @@ def worker_id() -> str:
     return os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME") or _host_and_pid()
 
 
-# Two system calls per attempt otherwise; a forked child gets its own.
-_host_and_pid_cache: str | None = None
-
-
+@functools.cache
 def _host_and_pid() -> str:
-    global _host_and_pid_cache
-    if _host_and_pid_cache is None:
-        _host_and_pid_cache = f"{socket.gethostname()}:{os.getpid()}"
-    return _host_and_pid_cache
+    # Cached: two system calls per attempt otherwise. A forked child gets its own.
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _forget_host_and_pid() -> None:
-    global _host_and_pid_cache
-    _host_and_pid_cache = None
-
-
-os.register_at_fork(after_in_child=_forget_host_and_pid)
+os.register_at_fork(after_in_child=_host_and_pid.cache_clear)
