@@ -12,7 +12,8 @@
 Both sides use the same interpreter (the one running the benchmark) and the
 exact versions of Django, boto3, pydantic... pinned by the workspace's lock
 (``uv pip freeze`` of the workspace venv is passed as constraints). Everything
-but the reference package is installed ``--offline`` from uv's cache.
+but the reference package is installed from uv's cache when it can resolve
+offline (the index is asked otherwise, for the same pinned versions).
 """
 
 from __future__ import annotations
@@ -91,14 +92,25 @@ def new_venv(path: Path) -> Path:
 
 
 def install(python: Path, *requirements: str, constraints: Path, offline: bool = True) -> None:
+    """Install into ``python``'s venv, pinned by ``constraints``.
+
+    ``offline`` tries uv's cache first, then the index: ``uv sync --locked``
+    caches the locked wheels but not the index pages an offline resolution
+    reads, so on a fresh machine the cache alone cannot resolve.
+    """
     args = ["pip", "install", "--quiet", "--python", str(python), "-c", str(constraints)]
     if offline:
-        args.append("--offline")
+        try:
+            uv(*args, "--offline", *requirements)
+        except RuntimeError:
+            log(f"not resolvable from uv's cache alone; asking the index: {' '.join(requirements)}")
+        else:
+            return
     uv(*args, *requirements)
 
 
 def install_postgres_driver(python: Path, constraints: Path) -> None:
-    """psycopg for the PostgreSQL legs: the binary build when uv's cache has it, else libpq's."""
+    """psycopg for the PostgreSQL legs: the binary build when it installs, else libpq's."""
     try:
         install(python, "psycopg[binary]", constraints=constraints)
     except RuntimeError:

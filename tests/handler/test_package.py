@@ -64,21 +64,26 @@ def test_importing_the_handler_imports_neither_boto3_nor_django() -> None:
 
 
 def test_boto3_is_imported_only_when_a_loader_needs_it() -> None:
-    # A cold start without loader variables, and a batch without retries, never import boto3.
+    # A cold start without loader variables, and a batch without retries, never import
+    # boto3; nor the outbox module without LAMBDA_TASKS_OUTBOX.
     result = run_python(
         """
         import json, sys
         from lambda_tasks_handler import handler
         event = {"Records": [{"messageId": "m1", "body": "not json"}]}
         print(json.dumps(handler(event, None)))
-        print("boto3" in sys.modules, "tests.testapp.tasks" in sys.modules)
+        print(
+            "boto3" in sys.modules,
+            "tests.testapp.tasks" in sys.modules,
+            "lambda_tasks_django.outbox" in sys.modules,
+        )
         """,
         DJANGO_SETTINGS_MODULE="tests.settings",
     )
     assert result.returncode == 0, result.stderr
     response, imported = result.stdout.strip().splitlines()
     assert json.loads(response) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
-    assert imported == "False True"  # the project loads at the first invocation
+    assert imported == "False True False"  # the project loads at the first invocation
 
 
 def test_failed_django_setup_is_tried_again_at_the_next_invocation() -> None:

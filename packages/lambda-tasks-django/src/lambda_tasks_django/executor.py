@@ -8,7 +8,7 @@ import json
 import logging
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, transaction
@@ -154,8 +154,7 @@ def execute(
         return Outcome(rid_text, status, retry)
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
+class _Claim(NamedTuple):  # not a dataclass: a fifth of the cold-start cost to define
     started_at: datetime.datetime
     enqueued_at: datetime.datetime | None
     worker_id: str

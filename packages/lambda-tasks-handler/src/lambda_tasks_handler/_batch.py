@@ -15,8 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import pydantic
 from django.db import close_old_connections
@@ -59,8 +58,7 @@ class BadRecordError(ValueError):
     """A record that cannot be a task message; reported as a batch failure."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
+class _Parsed(NamedTuple):  # not a dataclass: a fifth of the cold-start cost to define
     message_id: str
     message: TaskMessage
     invocation_id: str

@@ -105,6 +105,14 @@ def _forget_failed_populate() -> None:
 
 def _relay_outbox() -> None:
     """Send what an earlier outage left in the outbox (``LAMBDA_TASKS_OUTBOX``); never raises."""
+    from lambda_tasks_django.settings import get_settings
+
+    try:
+        off = not get_settings().outbox
+    except Exception:  # relay_at_start logs it
+        off = False
+    if off:  # the outbox module (and its SQS client module) stays unimported
+        return
     from lambda_tasks_django.outbox import relay_at_start
 
     relay_at_start()
