@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,12 +158,20 @@ class Side:
         return env
 
     def run(
-        self, module: str, *args: str, env: dict[str, str], timeout: float = 600
+        self,
+        module: str,
+        *args: str,
+        env: dict[str, str],
+        timeout: float = 600,
+        wrapper: Sequence[str] = (),
     ) -> tuple[dict[str, Any], float]:
-        """Run ``python -m module args`` in this side's venv; its JSON result and wall time."""
+        """Run ``python -m module args`` in this side's venv; its JSON result and wall time.
+
+        ``wrapper`` goes before the interpreter (e.g. ``valgrind`` and its options).
+        """
         out = CACHE / f"result-{self.name}-{os.getpid()}.json"
         out.unlink(missing_ok=True)
-        argv = [str(self.python), "-m", module, *args]
+        argv = [*wrapper, str(self.python), "-m", module, *args]
         started = time.perf_counter()
         result = subprocess.run(
             [*argv, "--out", str(out)] if module != "bench.coldstart" else [*argv, str(out)],

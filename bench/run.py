@@ -14,6 +14,7 @@ import datetime
 import json
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,9 @@ class Plan:
     """Counts and repetitions of one run (``--quick`` shrinks them)."""
 
     coldstart_runs: int = 9
+    #: One more cold start per side under callgrind (when valgrind is installed):
+    #: instructions executed, a count the machine's noise does not move.
+    coldstart_instructions: bool = True
     messages: int = 2000
     throughput_runs: int = 5
     local_tasks: int = 500
@@ -57,6 +61,7 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             coldstart_runs=1,
+            coldstart_instructions=False,
             messages=20,
             throughput_runs=1,
             local_tasks=20,
@@ -200,6 +205,50 @@ class Bench:
             row.ratio = f"best possible: {median(floor) / median(ref):.2f}×"
             row.target = "(floor)"
         self.add(row)
+        if self.plan.coldstart_instructions:
+            self.coldstart_instructions(url)
+
+    def coldstart_instructions(self, url: str) -> None:
+        """Instructions executed by one cold start of each side and of the floor (callgrind)."""
+        valgrind = shutil.which("valgrind")
+        if valgrind is None:
+            log("valgrind is not installed: no instruction counts for the cold start")
+            return
+        first = self.sides[0]
+        runs = [(side, side.name, side.env(BENCH_DATABASE=url)) for side in self.sides]
+        floor_env = first.env(
+            BENCH_DATABASE=url, DJANGO_SETTINGS_MODULE="bench.projects.floor.settings"
+        )
+        runs.append((first, "floor", floor_env))
+        counts: dict[str, int] = {}
+        for side, name, env in runs:
+            log_file = self.workdir / f"callgrind-{name}.log"
+            wrapper = [
+                valgrind,
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                f"--log-file={log_file}",
+            ]
+            side.run("bench.coldstart", name, env=env, wrapper=wrapper)
+            found = re.search(r"Collected : (\d+)", log_file.read_text())
+            if found is None:
+                raise RuntimeError(f"no instruction count in {log_file}")
+            counts[name] = int(found.group(1))
+        self.report.raw["coldstart_instructions"] = counts
+
+        def millions(count: int) -> str:
+            return f"{count / 1e6:,.0f} M"
+
+        row = Row("cold start, instructions executed (callgrind, 1 run)", millions(counts["ours"]))
+        floor = Row("cold start floor, instructions executed", millions(counts["floor"]))
+        if "reference" in counts:
+            row.reference = millions(counts["reference"])
+            row.ratio = ratio_text(counts["ours"] / counts["reference"])
+            floor.reference = "–"
+            floor.ratio = f"best possible: {counts['floor'] / counts['reference']:.2f}×"
+            floor.target = "(floor)"
+        self.add(row)
+        self.add(floor)
 
     def throughput(
         self, database: str, postgres: Any = None, extra: dict[str, str] | None = None
