@@ -167,10 +167,7 @@ class Bench:
             samples[side.name].append(data)
             if side is first:
                 # The floor, in our venv (same Django and pydantic as the reference's).
-                env = first.env(
-                    BENCH_DATABASE=url, DJANGO_SETTINGS_MODULE="bench.projects.floor.settings"
-                )
-                data, wall = first.run("bench.coldstart", "floor", env=env)
+                data, wall = first.run("bench.coldstart", "floor", env=self.floor_env(url))
                 data["process_s"] = wall
                 samples["floor"].append(data)
         self.report.raw["coldstart"] = samples
@@ -208,18 +205,20 @@ class Bench:
         if self.plan.coldstart_instructions:
             self.coldstart_instructions(url)
 
+    def floor_env(self, url: str) -> dict[str, str]:
+        """The cold-start floor's environment: our venv, the floor project."""
+        return self.sides[0].env(
+            BENCH_DATABASE=url, DJANGO_SETTINGS_MODULE="bench.projects.floor.settings"
+        )
+
     def coldstart_instructions(self, url: str) -> None:
         """Instructions executed by one cold start of each side and of the floor (callgrind)."""
         valgrind = shutil.which("valgrind")
         if valgrind is None:
             log("valgrind is not installed: no instruction counts for the cold start")
             return
-        first = self.sides[0]
         runs = [(side, side.name, side.env(BENCH_DATABASE=url)) for side in self.sides]
-        floor_env = first.env(
-            BENCH_DATABASE=url, DJANGO_SETTINGS_MODULE="bench.projects.floor.settings"
-        )
-        runs.append((first, "floor", floor_env))
+        runs.append((self.sides[0], "floor", self.floor_env(url)))
         counts: dict[str, int] = {}
         for side, name, env in runs:
             log_file = self.workdir / f"callgrind-{name}.log"

@@ -105,15 +105,11 @@ def dispatch_now(invocations: Sequence[TaskInvocation]) -> None:
     """Send invocations (e.g. retries) through the configured mode, without waiting for a commit."""
     if invocations:
         conf = get_settings()
-        if _uses_outbox(conf):
+        if conf.uses_outbox:
             from lambda_tasks_django import outbox
 
             outbox.store(invocations)
         get_transport(conf).send(invocations)
-
-
-def _uses_outbox(conf: TasksSettings) -> bool:
-    return conf.outbox and conf.mode is Mode.SQS
 
 
 def enqueue_on_commit(invocation: TaskInvocation) -> str:
@@ -129,7 +125,7 @@ def enqueue_on_commit(invocation: TaskInvocation) -> str:
     transport = get_transport(conf)
     invocation = invocation.with_id()
     assert invocation.invocation_id is not None
-    if _uses_outbox(conf):
+    if conf.uses_outbox:
         from lambda_tasks_django import outbox
 
         # In the caller's transaction: committed or rolled back with its data.
@@ -180,7 +176,7 @@ def enqueue_now(invocation: TaskInvocation, *, enqueued_at: datetime.datetime) -
         invocation_id=invocation.invocation_id,
         queue=invocation.queue,
     )
-    if _uses_outbox(conf):
+    if conf.uses_outbox:
         from lambda_tasks_django import outbox
 
         outbox.store([invocation])

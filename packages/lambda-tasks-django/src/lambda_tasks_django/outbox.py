@@ -122,11 +122,8 @@ def relay_at_start() -> RelayResult | None:
     Never raises: a worker must start even when SQS or the database is not
     reachable yet (the error is logged). ``None`` when the outbox is off.
     """
-    from lambda_tasks_django.settings import Mode
-
     try:
-        conf = get_settings()
-        if not (conf.outbox and conf.mode is Mode.SQS):
+        if not get_settings().uses_outbox:
             return None
         return relay()
     except Exception:

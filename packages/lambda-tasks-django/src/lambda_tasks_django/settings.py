@@ -65,6 +65,11 @@ class TasksSettings:
             return Mode.NOOP
         return Mode.SQS
 
+    @property
+    def uses_outbox(self) -> bool:
+        """Whether invocations go through the outbox: ``LAMBDA_TASKS_OUTBOX`` in SQS mode."""
+        return self.outbox and self.mode is Mode.SQS
+
     def queue_url(self, queue: str) -> str:
         """The SQS URL of a named queue; ``ImproperlyConfigured`` when it is not configured."""
         try:

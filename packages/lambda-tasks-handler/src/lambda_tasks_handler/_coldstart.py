@@ -108,10 +108,10 @@ def _relay_outbox() -> None:
     from lambda_tasks_django.settings import get_settings
 
     try:
-        off = not get_settings().outbox
-    except Exception:  # relay_at_start logs it
-        off = False
-    if off:  # the outbox module (and its SQS client module) stays unimported
+        uses_outbox = get_settings().uses_outbox
+    except Exception:  # invalid settings: relay_at_start logs them
+        uses_outbox = True
+    if not uses_outbox:  # the outbox module (and its SQS client module) stays unimported
         return
     from lambda_tasks_django.outbox import relay_at_start
 
