@@ -671,6 +671,56 @@ def test_system_exit_and_generator_exit_are_failed_outcomes(task: str, raised: s
     assert not Group.objects.filter(name="exiting").exists()
 
 
+# --- outcomes that must always be written ----------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callback_failing_after_the_commit_leaves_the_stored_outcome() -> None:
+    invocation_id = new_invocation_id()
+
+    outcome = executor.execute(
+        message("create_group_then_failing_callback", name="cb"), invocation_id
+    )
+
+    assert outcome.status == Status.SUCCEEDED
+    assert TaskRecord.objects.get(pk=record_id(invocation_id, 0)).status == Status.SUCCEEDED
+    assert Group.objects.filter(name="cb").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_retry_too_large_to_send_is_a_failed_outcome_naming_why() -> None:
+    from lambda_tasks_core.limits import MAX_MESSAGE_SIZE_BYTES
+    from lambda_tasks_django.invocation import _ATTRIBUTE_BYTES
+
+    # A body exactly at the size limit on attempt 10: attempt 11's n_retries has one digit more.
+    base = message("always_flaky", n_retries=9, name="")
+    room = MAX_MESSAGE_SIZE_BYTES - _ATTRIBUTE_BYTES - len(base.to_json().encode())
+    sent = message("always_flaky", n_retries=9, name="x" * room)
+    invocation_id = new_invocation_id()
+
+    outcome = executor.execute(sent, invocation_id)
+
+    assert outcome.status == Status.FAILED
+    assert outcome.retry is None
+    record = TaskRecord.objects.get(pk=record_id(invocation_id, 9))
+    assert record.status == Status.FAILED
+    assert record.traceback is not None
+    assert "Flaky" in record.traceback
+    assert "The retry could not be sent" in record.traceback
+    assert "MessageTooLarge" in record.traceback
+
+
+@pytest.mark.django_db
+def test_a_record_of_another_task_under_the_same_id_is_a_conflict_not_a_duplicate() -> None:
+    invocation_id = new_invocation_id()
+    make_record(invocation_id, task="create_group", status=Status.SUCCEEDED)
+
+    with pytest.raises(executor.InvocationConflict, match="belongs to task"):
+        executor.execute(message("add", a=1), invocation_id)
+
+    assert TaskRecord.objects.get(pk=record_id(invocation_id, 0)).status == Status.SUCCEEDED
+
+
 # --- cost --------------------------------------------------------------------------------------
 
 

@@ -376,3 +376,16 @@ def create_group_then_return_unjsonable(*, name: str) -> object:
 @lambda_task
 def returns_nan() -> dict[str, float]:
     return {"ratio": float("nan")}
+
+
+@lambda_task
+def create_group_then_failing_callback(*, name: str) -> None:
+    """Its on_commit callback raises after the commit (the outcome is stored by then)."""
+    from django.db import transaction
+
+    Group.objects.create(name=name)
+
+    def fail() -> None:
+        raise ValueError("callback after the commit failed")
+
+    transaction.on_commit(fail)
