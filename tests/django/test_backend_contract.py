@@ -203,12 +203,10 @@ def test_an_eager_enqueue_has_run_the_task_when_it_returns(name: str) -> None:
 
     result = the_task.enqueue(1, two=3)
 
-    # Deliberate difference: the immediate backend returns the finished result;
-    # ours returns the READY snapshot of the enqueue, and refresh() reads the run.
-    assert result.status == TaskResultStatus.READY
-    result.refresh()
+    # Like the immediate backend: the finished result, and refresh() agrees with it.
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.is_finished is True
+    assert default_task_backend.get_result(result.id) == result
     assert result.return_value is None
     _assert_timestamps_in_order(result)
     assert result.task == the_task
@@ -281,7 +279,7 @@ def test_the_async_api_matches_the_sync_one() -> None:
     async def scenario() -> None:
         try:
             result = await django_tasks.noop.aenqueue(1, two=3)
-            assert result.status == TaskResultStatus.READY
+            assert result.status == TaskResultStatus.SUCCESSFUL
             assert result.args == [1]
             assert result.kwargs == {"two": 3}
 
@@ -289,6 +287,12 @@ def test_the_async_api_matches_the_sync_one() -> None:
             assert status_of(result) == TaskResultStatus.SUCCESSFUL
             assert result.attempts == 1
             assert await django_tasks.noop.aget_result(result.id) == result
+            # The synchronous API too, although the ORM refuses to run in an event loop.
+            assert django_tasks.noop.get_result(result.id) == result
+            result.refresh()
+            assert status_of(result) == TaskResultStatus.SUCCESSFUL
+            with pytest.raises(TaskResultDoesNotExist):
+                default_task_backend.get_result("123")
 
             with pytest.raises(TaskResultDoesNotExist):
                 await default_task_backend.aget_result("123")
@@ -328,7 +332,7 @@ def test_the_async_api_matches_the_sync_one() -> None:
         ),
         ("raise_group", [], ExceptionGroup, "+------------------------------------\n"),
         # Like the immediate backend, a return value that cannot be stored fails the task.
-        ("return_unstorable", [], TypeError, "Object of type set is not JSON serializable\n"),
+        ("return_unstorable", [], TypeError, "TypeError: Unsupported type: <class 'set'>\n"),
     ],
 )
 def test_a_failure_records_the_exception_class_and_its_traceback(
@@ -371,13 +375,22 @@ def test_the_finished_signal_of_a_failure_carries_the_error(sqs_mode: SqsMode) -
 def test_a_failure_is_logged_at_error_level_by_django_tasks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="django.tasks"):
+    with caplog.at_level(logging.DEBUG, logger="django.tasks"):
         result = django_tasks.explode.enqueue("This task failed")
 
-    errors = [r for r in caplog.records if r.name == "django.tasks"]
-    assert len(errors) == 1
-    assert result.id in errors[0].getMessage()
-    assert "state=FAILED" in errors[0].getMessage()
+    lines = [r for r in caplog.records if r.name == "django.tasks"]
+    assert [r.levelno for r in lines] == [logging.DEBUG, logging.INFO, logging.ERROR]
+    assert "enqueued" in lines[0].getMessage()
+    assert "state=RUNNING" in lines[1].getMessage()
+    failure = lines[2]
+    assert result.id in failure.getMessage()
+    assert "state=FAILED" in failure.getMessage()
+    # Logged with the task's exception, as logger.exception() in Django's backends
+    assert failure.exc_info is not None
+    assert isinstance(failure.exc_info[1], ValueError)
+    text = logging.Formatter().format(failure)
+    assert text.endswith("ValueError: This task failed")
+    assert text.count('File "') == result.errors[0].traceback.count('File "')
 
 
 def test_keyboard_interrupt_is_not_swallowed(caplog: pytest.LogCaptureFixture) -> None:
