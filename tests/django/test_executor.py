@@ -614,24 +614,111 @@ def test_worker_id_is_the_log_stream_else_host_and_pid_of_this_process(
 
 
 @pytest.mark.django_db
+def test_interrupt_rolls_back_releases_the_attempt_and_propagates() -> None:
+    invocation_id = new_invocation_id()
+    sent = message("create_group_then_interrupt", name="interrupted")
+
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute(sent, invocation_id)
+
+    record = TaskRecord.objects.get(pk=record_id(invocation_id, 0))
+    assert record.status == Status.READY  # released, not an outcome
+    assert record.start_time is None
+    assert record.end_time is None
+    assert record.traceback is not None
+    assert "was interrupted (KeyboardInterrupt)" in record.traceback
+    assert not Group.objects.filter(name="interrupted").exists()
+
+
+@pytest.mark.django_db
+def test_released_attempt_runs_at_the_next_delivery_without_waiting(tmp_path: Any) -> None:
+    invocation_id = new_invocation_id()
+    sent = message("create_group_interrupted_once", name="once", marker=str(tmp_path / "m"))
+    with pytest.raises(KeyboardInterrupt):
+        executor.execute(sent, invocation_id)
+
+    # Redelivered at once: not TaskInProgress (no stale-RUNNING wait), and the
+    # interrupted run's write was rolled back (one group, not two).
+    outcome = executor.execute(sent, invocation_id)
+
+    assert outcome.status == Status.SUCCEEDED
+    record = TaskRecord.objects.get(pk=record_id(invocation_id, 0))
+    assert record.status == Status.SUCCEEDED
+    assert record.result == 1
+    assert record.traceback is not None
+    assert "was interrupted" in record.traceback
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("task", "raised"),
-    [("create_group_then_interrupt", KeyboardInterrupt), ("create_group_then_exit", SystemExit)],
+    [
+        ("create_group_then_exit", "SystemExit: 3"),
+        ("create_group_then_generator_exit", "GeneratorExit"),
+    ],
 )
-def test_process_ending_exception_is_recorded_failed_and_reraised(
-    task: str, raised: type[BaseException]
-) -> None:
+def test_system_exit_and_generator_exit_are_failed_outcomes(task: str, raised: str) -> None:
     invocation_id = new_invocation_id()
 
-    with pytest.raises(raised):
-        executor.execute(message(task, name="interrupted"), invocation_id)
+    outcome = executor.execute(message(task, name="exiting"), invocation_id)
 
+    assert outcome.status == Status.FAILED
     record = TaskRecord.objects.get(pk=record_id(invocation_id, 0))
     assert record.status == Status.FAILED
     assert record.end_time is not None
     assert record.traceback is not None
-    assert raised.__name__ in record.traceback
-    assert not Group.objects.filter(name="interrupted").exists()
+    assert record.traceback.rstrip().endswith(raised)
+    assert not Group.objects.filter(name="exiting").exists()
+
+
+# --- outcomes that must always be written ----------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callback_failing_after_the_commit_leaves_the_stored_outcome() -> None:
+    invocation_id = new_invocation_id()
+
+    outcome = executor.execute(
+        message("create_group_then_failing_callback", name="cb"), invocation_id
+    )
+
+    assert outcome.status == Status.SUCCEEDED
+    assert TaskRecord.objects.get(pk=record_id(invocation_id, 0)).status == Status.SUCCEEDED
+    assert Group.objects.filter(name="cb").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_retry_too_large_to_send_is_a_failed_outcome_naming_why() -> None:
+    from lambda_tasks_core.limits import MAX_MESSAGE_SIZE_BYTES
+    from lambda_tasks_django.invocation import _ATTRIBUTE_BYTES
+
+    # A body exactly at the size limit on attempt 10: attempt 11's n_retries has one digit more.
+    base = message("always_flaky", n_retries=9, name="")
+    room = MAX_MESSAGE_SIZE_BYTES - _ATTRIBUTE_BYTES - len(base.to_json().encode())
+    sent = message("always_flaky", n_retries=9, name="x" * room)
+    invocation_id = new_invocation_id()
+
+    outcome = executor.execute(sent, invocation_id)
+
+    assert outcome.status == Status.FAILED
+    assert outcome.retry is None
+    record = TaskRecord.objects.get(pk=record_id(invocation_id, 9))
+    assert record.status == Status.FAILED
+    assert record.traceback is not None
+    assert "Flaky" in record.traceback
+    assert "The retry could not be sent" in record.traceback
+    assert "MessageTooLarge" in record.traceback
+
+
+@pytest.mark.django_db
+def test_a_record_of_another_task_under_the_same_id_is_a_conflict_not_a_duplicate() -> None:
+    invocation_id = new_invocation_id()
+    make_record(invocation_id, task="create_group", status=Status.SUCCEEDED)
+
+    with pytest.raises(executor.InvocationConflict, match="belongs to task"):
+        executor.execute(message("add", a=1), invocation_id)
+
+    assert TaskRecord.objects.get(pk=record_id(invocation_id, 0)).status == Status.SUCCEEDED
 
 
 # --- cost --------------------------------------------------------------------------------------
@@ -642,13 +729,13 @@ def test_one_successful_execution_outside_a_transaction_takes_five_queries(
     django_assert_num_queries: DjangoAssertNumQueries,
 ) -> None:
     # 1 INSERT of the RUNNING record (autocommit; the unique pk decides races),
-    # 3 for the task's own atomic block: BEGIN, the task's INSERT of a Group, COMMIT
-    #   (Django logs BEGIN/COMMIT as queries on every backend),
-    # 1 UPDATE writing the outcome.
+    # 4 for the task's own atomic block: BEGIN, the task's INSERT of a Group, the
+    #   UPDATE writing the outcome (it commits with the work, SPEC §4), COMMIT
+    #   (Django logs BEGIN/COMMIT as queries on every backend).
     # No SELECT before the INSERT and no savepoints: a regression here costs every task.
     with django_assert_num_queries(5) as captured:
         outcome = executor.execute(message("create_group", name="counted"), new_invocation_id())
 
     assert outcome.status == Status.SUCCEEDED
     statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
-    assert statements == ["INSERT", "BEGIN", "INSERT", "COMMIT", "UPDATE"]
+    assert statements == ["INSERT", "BEGIN", "INSERT", "UPDATE", "COMMIT"]

@@ -102,28 +102,61 @@ def test_redelivery_of_a_finished_attempt_runs_nothing(lambda_context: FakeConte
     assert Group.objects.filter(name="once").count() == 1
 
 
-def test_old_database_connections_are_closed_between_records(
+def test_one_database_connection_per_batch_at_conn_max_age_0(
     lambda_context: FakeContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from django import db
+    from django.db.backends.signals import connection_created
 
-    from lambda_tasks_handler import _batch
+    assert connection.settings_dict["CONN_MAX_AGE"] == 0  # Django's default
+    created: list[object] = []
 
-    calls: list[bool] = []
-    real = db.close_old_connections
+    def count(sender: object, connection: object, **kwargs: object) -> None:
+        created.append(connection)
 
-    def spy() -> None:
-        calls.append(connection.in_atomic_block)
-        real()
+    connection.close()
+    connection_created.connect(count)
+    try:
+        records = [record(task_body("noop"), invocation_id=f"c{n}") for n in range(3)]
+        handler(event(*records), lambda_context)
+        handler(event(record(task_body("noop"), invocation_id="c3")), lambda_context)
+    finally:
+        connection_created.disconnect(count)
 
-    monkeypatch.setattr(_batch, "close_old_connections", spy)
-    records = [record(task_body("noop"), invocation_id=f"c{n}") for n in range(3)]
+    assert len(created) == 2  # one per batch, not one per record
+    assert connection.connection is None  # closed at the end of the batch (Django's rule)
 
-    handler(event(*records), lambda_context)
 
-    # Before each record and once after the batch, never inside a transaction.
-    assert calls == [False] * 4
-    assert connection.connection is None  # CONN_MAX_AGE = 0: closed after the last record
+def test_a_retry_whose_fifo_group_cannot_be_sent_ends_the_attempt_failed(
+    lambda_context: FakeContext,
+) -> None:
+    # Minimal input of issue 14 point 8: a FIFO-shaped record whose group the
+    # group check refuses, for a task with retry_on that raises.
+    delivery = record(task_body("always_flaky"), invocation_id="bad-group", fifo=True)
+    delivery["attributes"]["MessageGroupId"] = "bad group"
+
+    response = handler(event(delivery), lambda_context)
+
+    assert response == {"batchItemFailures": []}  # finished: nothing to redeliver
+    stored = TaskRecord.objects.get(pk=record_id("bad-group", 0))
+    assert stored.status == TaskRecord.TaskStatus.FAILED
+    assert stored.traceback is not None
+    assert "The retry could not be sent" in stored.traceback
+    assert "'bad group'" in stored.traceback
+
+
+def test_a_message_reusing_another_tasks_invocation_id_is_a_bad_record(
+    lambda_context: FakeContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = record(task_body("noop"), invocation_id="reused")
+    assert handler(event(first), lambda_context) == {"batchItemFailures": []}
+    other = record(task_body("add", a=1), invocation_id="reused")
+
+    with caplog.at_level(logging.ERROR, logger="lambda_tasks.handler"):
+        response = handler(event(other), lambda_context)
+
+    assert failed_ids(response) == [other["messageId"]]
+    assert "InvocationConflict" in caplog.text
+    assert TaskRecord.objects.get(pk=record_id("reused", 0)).task_name.endswith(".noop")
 
 
 # ---------------------------------------------------------------------- bad records

@@ -188,6 +188,23 @@ def create_group_then_exit(*, name: str) -> None:
 
 
 @lambda_task
+def create_group_then_generator_exit(*, name: str) -> None:
+    Group.objects.create(name=name)
+    raise GeneratorExit
+
+
+@lambda_task
+def create_group_interrupted_once(*, name: str, marker: str) -> int:
+    """Interrupted (KeyboardInterrupt) after its write on the first run only, per marker file."""
+    Group.objects.create(name=name)
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        raise KeyboardInterrupt
+    return Group.objects.filter(name=name).count()
+
+
+@lambda_task
 def in_atomic_block() -> bool:
     from django.db import transaction
 
@@ -359,3 +376,16 @@ def create_group_then_return_unjsonable(*, name: str) -> object:
 @lambda_task
 def returns_nan() -> dict[str, float]:
     return {"ratio": float("nan")}
+
+
+@lambda_task
+def create_group_then_failing_callback(*, name: str) -> None:
+    """Its on_commit callback raises after the commit (the outcome is stored by then)."""
+    from django.db import transaction
+
+    Group.objects.create(name=name)
+
+    def fail() -> None:
+        raise ValueError("callback after the commit failed")
+
+    transaction.on_commit(fail)

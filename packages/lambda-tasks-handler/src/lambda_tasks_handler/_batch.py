@@ -28,7 +28,8 @@ from lambda_tasks_core import (
     record_id,
     retry_delay_seconds,
 )
-from lambda_tasks_django.executor import TaskInProgress, execute
+from lambda_tasks_django._db import close_broken_connections
+from lambda_tasks_django.executor import InvocationConflict, TaskInProgress, execute
 from lambda_tasks_django.invocation import TaskInvocation
 from lambda_tasks_django.models import TaskRecord
 from lambda_tasks_django.registry import resolve
@@ -225,10 +226,16 @@ class _Batch:
             parsed = parse_record(record, message_id)
             if index > 0 and not self._time_left_for(parsed):
                 return False
-            # As Django does around a request; the batch closes them once more at its end.
-            close_old_connections()
+            # One connection for the batch, even at CONN_MAX_AGE = 0 (Django's
+            # per-request rule would reconnect per record); a broken one is replaced.
+            close_broken_connections()
             return self._execute(parsed, enforce_timeouts)
-        except (BadRecordError, pydantic.ValidationError, UnknownTaskError) as exc:
+        except (
+            BadRecordError,
+            pydantic.ValidationError,
+            UnknownTaskError,
+            InvocationConflict,
+        ) as exc:
             # Poison pills: malformed body or attributes, unknown task, invalid kwargs.
             logger.error(
                 "Record %s cannot run: %s: %s",

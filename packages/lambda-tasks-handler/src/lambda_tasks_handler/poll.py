@@ -16,7 +16,11 @@ the main thread, which the SIGALRM time limits need.
 
 SIGTERM or SIGINT: the current batch is finished (and acknowledged), then the
 poller exits with status 0; while it waits for messages it stops at once. A
-second signal during a batch stops it without waiting for the batch.
+second signal during a batch interrupts the running task (``KeyboardInterrupt``:
+its writes roll back and its attempt is released), acknowledges nothing, makes
+the batch's messages visible again at once, and exits with 128 + the signal
+number (130 for SIGINT, 143 for SIGTERM), as a shell reports a process that a
+signal stopped.
 
 The endpoint comes from the usual AWS configuration, so ``AWS_ENDPOINT_URL_SQS``
 (or ``AWS_ENDPOINT_URL``) points it at any SQS-compatible server, and several
@@ -131,6 +135,7 @@ class Poller:
         self._visibility: int | None = None
         self._stopping = False
         self._idle = False
+        self._forced_by: int | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -189,10 +194,13 @@ class Poller:
     def run(self, *, until: Callable[[], bool] | None = None, handle_signals: bool = True) -> int:
         """Poll until stopped (SIGTERM, SIGINT, :meth:`stop`, or ``until()`` turning true).
 
-        Returns the exit status, 0. ``handle_signals`` installs the SIGTERM and
+        Returns the exit status: 0, or 128 + the signal number when a second
+        signal interrupted a batch. ``handle_signals`` installs the SIGTERM and
         SIGINT handlers (main thread only) for the duration of the call.
         """
         self._stopping = False
+        self._forced_by = None
+        status = 0
         self._load_queue_attributes()
         previous: dict[int, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -228,12 +236,16 @@ class Poller:
                     continue
                 backoff = RECEIVE_BACKOFF_SECONDS
                 if messages:
-                    self.run_batch(messages)
+                    try:
+                        self.run_batch(messages)
+                    except KeyboardInterrupt:
+                        status = 128 + (self._forced_by or signal.SIGINT)
+                        break
         finally:
             for installed, handler in previous.items():
                 signal.signal(installed, handler)
         logger.info("Poller of %s stopped", self.queue_url)
-        return 0
+        return status
 
     def _warm_up(self) -> None:
         """Run the handler's cold start now (it relays the outbox) rather than at the first batch.
@@ -263,6 +275,7 @@ class Poller:
             raise _Interrupted
         if self._stopping:
             logger.warning("%s again: stopping without finishing the batch", name)
+            self._forced_by = signum
             raise KeyboardInterrupt
         self._stopping = True
         logger.warning("%s: finishing the current batch, then stopping", name)
@@ -307,6 +320,10 @@ class Poller:
         heartbeat.start()
         try:
             response = self.handler(event, PollerContext())
+        except KeyboardInterrupt:
+            heartbeat.stop()
+            self._make_visible(messages)
+            raise
         finally:
             heartbeat.stop()
         failed_ids = {failure["itemIdentifier"] for failure in response["batchItemFailures"]}
@@ -327,6 +344,37 @@ class Poller:
             report.seconds,
         )
         return report
+
+    def _make_visible(self, messages: Sequence[MessageTypeDef]) -> None:
+        """Offer an interrupted batch again now, not after the visibility timeout.
+
+        Nothing of it was acknowledged; the attempts that finished are skipped as
+        duplicates when they come back, the interrupted one was released.
+        """
+        logger.warning(
+            "Batch of %d message(s) interrupted: nothing acknowledged, offering them again now",
+            len(messages),
+        )
+        for start in range(0, len(messages), MAX_MESSAGES_PER_RECEIVE):
+            chunk = messages[start : start + MAX_MESSAGES_PER_RECEIVE]
+            try:
+                self.client.change_message_visibility_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {
+                            "Id": str(index),
+                            "ReceiptHandle": message["ReceiptHandle"],
+                            "VisibilityTimeout": 0,
+                        }
+                        for index, message in enumerate(chunk)
+                    ],
+                )
+            except Exception as exc:  # they come back after the visibility timeout instead
+                logger.warning(
+                    "Could not make the interrupted batch visible again (%s: %s)",
+                    type(exc).__name__,
+                    exc,
+                )
 
     def _delete(self, messages: Sequence[MessageTypeDef]) -> int:
         deleted = 0

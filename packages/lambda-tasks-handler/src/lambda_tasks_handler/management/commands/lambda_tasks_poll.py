@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -13,7 +14,8 @@ class Command(BaseCommand):
     help = (
         "Run lambda-tasks from an SQS queue without AWS Lambda: long-poll the queue, run "
         "each batch through lambda_tasks_handler.handler, delete what was done. Stops after "
-        "the current batch on SIGTERM or SIGINT."
+        "the current batch on SIGTERM or SIGINT; a second signal interrupts the batch (exit "
+        "status 128 + the signal number)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,4 +41,6 @@ class Command(BaseCommand):
             )
         except Exception as exc:
             raise CommandError(str(exc)) from exc
-        poller.run()
+        status = poller.run()
+        if status:
+            sys.exit(status)
