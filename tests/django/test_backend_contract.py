@@ -5,8 +5,9 @@ distribution) pins what a backend's results look like and what it refuses.
 Where that contract overlaps ours, these tests hold the backend to it: SQS
 mode stands in for a queue-backed backend like the dummy one (the result is
 READY until a worker runs it), eager mode for the immediate one. Where we
-differ on purpose (no priorities, at most 900 s of run_after, the READY
-snapshot of an eager enqueue, ...) the tests pin our documented behaviour.
+differ on purpose (no priorities, at most 900 s of run_after, results kept
+in TaskRecord, ...) the tests pin our documented behaviour. Django's suite
+itself runs against the backend through tests/conformance/.
 """
 
 from __future__ import annotations
@@ -393,6 +394,38 @@ def test_a_failure_is_logged_at_error_level_by_django_tasks(
     assert text.count('File "') == result.errors[0].traceback.count('File "')
 
 
+def test_a_worker_logs_a_failure_with_its_exception_too(
+    sqs_mode: SqsMode, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = django_tasks.explode.enqueue("failed on a worker")
+
+    with caplog.at_level(logging.ERROR, logger="django.tasks"):
+        run_next(sqs_mode)
+
+    (failure,) = [r for r in caplog.records if r.name == "django.tasks"]
+    assert result.id in failure.getMessage()
+    assert failure.exc_info is not None
+    assert str(failure.exc_info[1]) == "failed on a worker"
+
+
+@override_settings(
+    TASKS={
+        "default": {"BACKEND": "lambda_tasks_django.backends.LambdaTasksBackend"},
+        "second": {"BACKEND": "lambda_tasks_django.backends.LambdaTasksBackend"},
+    }
+)
+def test_a_result_enqueued_through_another_alias_names_that_backend() -> None:
+    variant = django_tasks.multiply.using(backend="second")
+
+    result = variant.enqueue(2)
+
+    assert result.backend == "second"
+    assert result.task == variant
+    assert task_backends["second"].get_result(result.id) == result
+    result.refresh()
+    assert result.task == variant
+
+
 def test_keyboard_interrupt_is_not_swallowed(caplog: pytest.LogCaptureFixture) -> None:
     with (
         caplog.at_level(logging.ERROR, logger="django.tasks"),
@@ -581,6 +614,10 @@ def test_the_context_describes_the_running_attempt(sqs_mode: SqsMode) -> None:
 def test_the_context_counts_attempts_across_retries() -> None:
     result = django_tasks.fail_first_attempt.enqueue()
 
+    # Eager retries run inside enqueue(): its result is the last attempt's.
+    assert result.return_value == 2
+    assert result.attempts == 2
+    assert [e.exception_class for e in result.errors] == [django_tasks.Glitch]
     result.refresh()
     assert result.return_value == 2
     assert result.attempts == 2
