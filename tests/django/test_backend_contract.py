@@ -611,6 +611,21 @@ def test_the_context_describes_the_running_attempt(sqs_mode: SqsMode) -> None:
     }
 
 
+def test_the_retries_of_a_queue_name_variant_stay_on_its_queue(
+    sqs_mode: SqsMode, tmp_path: Path
+) -> None:
+    variant = django_tasks.glitchy.using(queue_name="other")
+    result = variant.enqueue(str(tmp_path / "counter"), fail_times=1)
+
+    outcome, invocation_id = run_next(sqs_mode, sqs_mode.other)
+
+    assert invocation_id == result.id
+    assert outcome.retry is not None
+    assert outcome.retry.queue == "other"
+    execute(outcome.retry.message, invocation_id)
+    assert default_task_backend.get_result(result.id).task == variant
+
+
 def test_the_context_counts_attempts_across_retries() -> None:
     result = django_tasks.fail_first_attempt.enqueue()
 
