@@ -44,8 +44,10 @@ def test_the_configured_backend_is_ours_and_says_what_it_supports() -> None:
 def test_eager_enqueue_runs_at_once_and_get_result_reads_the_record() -> None:
     result = django_tasks.multiply.enqueue(6, b=7)
 
-    # enqueue() hands back the READY snapshot; the id is the invocation id
-    assert result.status == TaskResultStatus.READY
+    # Like Django's immediate backend, enqueue() hands back the finished result;
+    # the id is the invocation id
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == 42
     record = TaskRecord.objects.get(invocation_id=result.id)
     assert record.status == TaskRecord.TaskStatus.SUCCEEDED
     assert record.args == [6]
@@ -151,11 +153,11 @@ def test_signals_are_sent_where_the_task_runs() -> None:
         task_started.disconnect(on_started)
         task_finished.disconnect(on_finished)
 
-    # Eager mode runs the task inside enqueue(), so started/finished come first.
+    # Eager mode runs the task inside enqueue(), after announcing it (Django's order).
     assert seen == [
+        ("enqueued", TaskResultStatus.READY),
         ("started", TaskResultStatus.RUNNING),
         ("finished", TaskResultStatus.SUCCESSFUL),
-        ("enqueued", TaskResultStatus.READY),
     ]
 
 

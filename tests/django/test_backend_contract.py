@@ -5,8 +5,9 @@ distribution) pins what a backend's results look like and what it refuses.
 Where that contract overlaps ours, these tests hold the backend to it: SQS
 mode stands in for a queue-backed backend like the dummy one (the result is
 READY until a worker runs it), eager mode for the immediate one. Where we
-differ on purpose (no priorities, at most 900 s of run_after, the READY
-snapshot of an eager enqueue, ...) the tests pin our documented behaviour.
+differ on purpose (no priorities, at most 900 s of run_after, results kept
+in TaskRecord, ...) the tests pin our documented behaviour. Django's suite
+itself runs against the backend through tests/conformance/.
 """
 
 from __future__ import annotations
@@ -203,12 +204,10 @@ def test_an_eager_enqueue_has_run_the_task_when_it_returns(name: str) -> None:
 
     result = the_task.enqueue(1, two=3)
 
-    # Deliberate difference: the immediate backend returns the finished result;
-    # ours returns the READY snapshot of the enqueue, and refresh() reads the run.
-    assert result.status == TaskResultStatus.READY
-    result.refresh()
+    # Like the immediate backend: the finished result, and refresh() agrees with it.
     assert result.status == TaskResultStatus.SUCCESSFUL
     assert result.is_finished is True
+    assert default_task_backend.get_result(result.id) == result
     assert result.return_value is None
     _assert_timestamps_in_order(result)
     assert result.task == the_task
@@ -281,7 +280,7 @@ def test_the_async_api_matches_the_sync_one() -> None:
     async def scenario() -> None:
         try:
             result = await django_tasks.noop.aenqueue(1, two=3)
-            assert result.status == TaskResultStatus.READY
+            assert result.status == TaskResultStatus.SUCCESSFUL
             assert result.args == [1]
             assert result.kwargs == {"two": 3}
 
@@ -289,6 +288,12 @@ def test_the_async_api_matches_the_sync_one() -> None:
             assert status_of(result) == TaskResultStatus.SUCCESSFUL
             assert result.attempts == 1
             assert await django_tasks.noop.aget_result(result.id) == result
+            # The synchronous API too, although the ORM refuses to run in an event loop.
+            assert django_tasks.noop.get_result(result.id) == result
+            result.refresh()
+            assert status_of(result) == TaskResultStatus.SUCCESSFUL
+            with pytest.raises(TaskResultDoesNotExist):
+                default_task_backend.get_result("123")
 
             with pytest.raises(TaskResultDoesNotExist):
                 await default_task_backend.aget_result("123")
@@ -328,7 +333,7 @@ def test_the_async_api_matches_the_sync_one() -> None:
         ),
         ("raise_group", [], ExceptionGroup, "+------------------------------------\n"),
         # Like the immediate backend, a return value that cannot be stored fails the task.
-        ("return_unstorable", [], TypeError, "Object of type set is not JSON serializable\n"),
+        ("return_unstorable", [], TypeError, "TypeError: Unsupported type: <class 'set'>\n"),
     ],
 )
 def test_a_failure_records_the_exception_class_and_its_traceback(
@@ -371,13 +376,54 @@ def test_the_finished_signal_of_a_failure_carries_the_error(sqs_mode: SqsMode) -
 def test_a_failure_is_logged_at_error_level_by_django_tasks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="django.tasks"):
+    with caplog.at_level(logging.DEBUG, logger="django.tasks"):
         result = django_tasks.explode.enqueue("This task failed")
 
-    errors = [r for r in caplog.records if r.name == "django.tasks"]
-    assert len(errors) == 1
-    assert result.id in errors[0].getMessage()
-    assert "state=FAILED" in errors[0].getMessage()
+    lines = [r for r in caplog.records if r.name == "django.tasks"]
+    assert [r.levelno for r in lines] == [logging.DEBUG, logging.INFO, logging.ERROR]
+    assert "enqueued" in lines[0].getMessage()
+    assert "state=RUNNING" in lines[1].getMessage()
+    failure = lines[2]
+    assert result.id in failure.getMessage()
+    assert "state=FAILED" in failure.getMessage()
+    # Logged with the task's exception, as logger.exception() in Django's backends
+    assert failure.exc_info is not None
+    assert isinstance(failure.exc_info[1], ValueError)
+    text = logging.Formatter().format(failure)
+    assert text.endswith("ValueError: This task failed")
+    assert text.count('File "') == result.errors[0].traceback.count('File "')
+
+
+def test_a_worker_logs_a_failure_with_its_exception_too(
+    sqs_mode: SqsMode, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = django_tasks.explode.enqueue("failed on a worker")
+
+    with caplog.at_level(logging.ERROR, logger="django.tasks"):
+        run_next(sqs_mode)
+
+    (failure,) = [r for r in caplog.records if r.name == "django.tasks"]
+    assert result.id in failure.getMessage()
+    assert failure.exc_info is not None
+    assert str(failure.exc_info[1]) == "failed on a worker"
+
+
+@override_settings(
+    TASKS={
+        "default": {"BACKEND": "lambda_tasks_django.backends.LambdaTasksBackend"},
+        "second": {"BACKEND": "lambda_tasks_django.backends.LambdaTasksBackend"},
+    }
+)
+def test_a_result_enqueued_through_another_alias_names_that_backend() -> None:
+    variant = django_tasks.multiply.using(backend="second")
+
+    result = variant.enqueue(2)
+
+    assert result.backend == "second"
+    assert result.task == variant
+    assert task_backends["second"].get_result(result.id) == result
+    result.refresh()
+    assert result.task == variant
 
 
 def test_keyboard_interrupt_is_not_swallowed(caplog: pytest.LogCaptureFixture) -> None:
@@ -565,9 +611,28 @@ def test_the_context_describes_the_running_attempt(sqs_mode: SqsMode) -> None:
     }
 
 
+def test_the_retries_of_a_queue_name_variant_stay_on_its_queue(
+    sqs_mode: SqsMode, tmp_path: Path
+) -> None:
+    variant = django_tasks.glitchy.using(queue_name="other")
+    result = variant.enqueue(str(tmp_path / "counter"), fail_times=1)
+
+    outcome, invocation_id = run_next(sqs_mode, sqs_mode.other)
+
+    assert invocation_id == result.id
+    assert outcome.retry is not None
+    assert outcome.retry.queue == "other"
+    execute(outcome.retry.message, invocation_id)
+    assert default_task_backend.get_result(result.id).task == variant
+
+
 def test_the_context_counts_attempts_across_retries() -> None:
     result = django_tasks.fail_first_attempt.enqueue()
 
+    # Eager retries run inside enqueue(): its result is the last attempt's.
+    assert result.return_value == 2
+    assert result.attempts == 2
+    assert [e.exception_class for e in result.errors] == [django_tasks.Glitch]
     result.refresh()
     assert result.return_value == 2
     assert result.attempts == 2

@@ -8,16 +8,21 @@ The ``TaskResult`` id is the invocation id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import dataclasses
 import datetime
 import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core import checks
+from django.db import connections
 from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
@@ -32,7 +37,7 @@ from lambda_tasks_django.execution import Attempt
 from lambda_tasks_django.invocation import TaskInvocation
 from lambda_tasks_django.models import TaskRecord
 from lambda_tasks_django.registry import find, register, resolve
-from lambda_tasks_django.settings import find_problems
+from lambda_tasks_django.settings import Mode, find_problems, get_settings
 
 __all__ = ["LambdaTasksBackend", "LambdaTasksTask", "task_options"]
 
@@ -136,17 +141,32 @@ class DjangoTask:
         result = self._task_result(attempt, TaskResultStatus.RUNNING)
         task_started.send(type(self.backend), task_result=result)
         args, kwargs = prepared["args"], prepared["kwargs"]
-        if self.task.takes_context:
-            return self.task.call(TaskContext(task_result=result), *args, **kwargs)
-        return self.task.call(*args, **kwargs)
+        try:
+            if self.task.takes_context:
+                value = self.task.call(TaskContext(task_result=result), *args, **kwargs)
+            else:
+                value = self.task.call(*args, **kwargs)
+            # As Django's backends do: a tuple comes back as a list, and what
+            # JSON cannot hold fails the task with Django's "Unsupported type".
+            return normalize_json(value)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            _failure.set((attempt.record_id, exc))
+            raise
 
     def finished(self, attempt: Attempt, record_status: str, value: Any, error: str | None) -> None:
+        failure = _failure.get()
+        _failure.set(None)
         status = _STATUS[TaskRecord.TaskStatus(record_status)]
         errors = [_task_error(error)] if error and status != TaskResultStatus.SUCCESSFUL else []
         result = self._task_result(attempt, status, errors=errors, finished_at=timezone.now())
         if status == TaskResultStatus.SUCCESSFUL:
             object.__setattr__(result, "_return_value", value)
-        task_finished.send(type(self.backend), task_result=result)
+        if status == TaskResultStatus.FAILED and failure and failure[0] == attempt.record_id:
+            _send_while_handling(failure[1], type(self.backend), result)
+        else:
+            task_finished.send(type(self.backend), task_result=result)
 
     def _task_result(
         self,
@@ -169,6 +189,30 @@ class DjangoTask:
             errors=errors or [],
             worker_ids=[attempt.worker_id] * (attempt.message.n_retries + 1),
         )
+
+
+# The exception of the attempt that just failed in DjangoTask.run(), for its
+# finished() call: the executor hands finished() the traceback text only.
+_failure: contextvars.ContextVar[tuple[str, BaseException] | None] = contextvars.ContextVar(
+    "lambda_tasks_django_failure", default=None
+)
+
+
+def _send_while_handling(
+    exc: BaseException, sender: type[BaseTaskBackend], result: TaskResult[Any, Any]
+) -> None:
+    """Send ``task_finished`` with ``exc`` as the exception being handled.
+
+    Django's receiver logs the failure with ``sys.exc_info()`` (its backends send
+    the signal inside their ``except`` block), so the exception must be the one
+    being handled; its traceback is put back so the log shows the task's frames only.
+    """
+    traceback = exc.__traceback__
+    try:
+        raise exc
+    except BaseException:
+        exc.__traceback__ = traceback
+        task_finished.send(sender, task_result=result)
 
 
 class LambdaTasksBackend(BaseTaskBackend):
@@ -237,26 +281,51 @@ class LambdaTasksBackend(BaseTaskBackend):
             queue=task.queue_name,
         )
         enqueued_at = timezone.now()
-        invocation = enqueue_now(invocation, enqueued_at=enqueued_at)
+        ready: list[TaskResult[Any, Any]] = []
+
+        def announce(recorded: TaskInvocation) -> None:
+            assert recorded.invocation_id is not None
+            result: TaskResult[Any, Any] = TaskResult(
+                task=task,
+                id=recorded.invocation_id,
+                status=TaskResultStatus.READY,
+                enqueued_at=enqueued_at,
+                started_at=None,
+                finished_at=None,
+                last_attempted_at=None,
+                args=json_args,
+                kwargs=json_kwargs,
+                backend=self.alias,
+                errors=[],
+                worker_ids=[],
+            )
+            ready.append(result)
+            task_enqueued.send(type(self), task_result=result)
+
+        invocation = enqueue_now(invocation, enqueued_at=enqueued_at, before_send=announce)
         assert invocation.invocation_id is not None
-        result: TaskResult[Any, Any] = TaskResult(
-            task=task,
-            id=invocation.invocation_id,
-            status=TaskResultStatus.READY,
-            enqueued_at=enqueued_at,
-            started_at=None,
-            finished_at=None,
-            last_attempted_at=None,
-            args=json_args,
-            kwargs=json_kwargs,
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
-        )
-        task_enqueued.send(type(self), task_result=result)
-        return result
+        if get_settings().mode is Mode.EAGER:
+            # It has run (retries included): hand back the outcome, as the
+            # immediate backend does, for the task as it was enqueued.
+            return _with_task(self._read_result(invocation.invocation_id), task)
+        return ready[0]
 
     def get_result(self, result_id: str) -> TaskResult[Any, Any]:
+        """The invocation's result, read from its ``TaskRecord`` rows (the latest attempt's state).
+
+        Also works when called from async code (e.g. ``TaskResult.refresh()`` in an
+        async view), where Django refuses the ORM: the rows are then read in a
+        thread of their own, on a connection of its own (committed data only).
+        ``aget_result()`` does not block the event loop; prefer it there.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._read_result(result_id)
+        with ThreadPoolExecutor(1, thread_name_prefix="lambda-tasks-get-result") as pool:
+            return pool.submit(_closing_connections, self._read_result, result_id).result()
+
+    def _read_result(self, result_id: str) -> TaskResult[Any, Any]:
         records = list(TaskRecord.objects.filter(invocation_id=result_id).order_by("n_retries"))
         if not records:
             raise TaskResultDoesNotExist(result_id)
@@ -275,6 +344,10 @@ class LambdaTasksBackend(BaseTaskBackend):
             # (A queue no longer valid for this backend: the task as decorated.)
             with contextlib.suppress(InvalidTask):
                 task = task.using(queue_name=first.queue)
+        if task.backend != self.alias:
+            # Enqueued with Task.using(backend=...): the result is this backend's.
+            with contextlib.suppress(InvalidTask):
+                task = task.using(backend=self.alias)
         result: TaskResult[Any, Any] = TaskResult(
             task=task,
             id=result_id,
@@ -326,6 +399,26 @@ class LambdaTasksBackend(BaseTaskBackend):
 
 
 _FINISHED = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
+
+
+def _with_task(result: TaskResult[Any, Any], task: Task[Any, Any]) -> TaskResult[Any, Any]:
+    """``result`` for ``task`` (records do not keep a variant's run_after or backend)."""
+    if result.task == task:
+        return result
+    changed = dataclasses.replace(result, task=task)
+    # The stubs lack _return_value, which dataclasses.replace() does not copy (init=False).
+    object.__setattr__(changed, "_return_value", getattr(result, "_return_value"))  # noqa: B009
+    return changed
+
+
+def _closing_connections(
+    read: Callable[[str], TaskResult[Any, Any]], result_id: str
+) -> TaskResult[Any, Any]:
+    try:
+        return read(result_id)
+    finally:
+        # The thread ends here; its connections must not outlive it.
+        connections.close_all()
 
 
 def _failed(record: TaskRecord) -> bool:

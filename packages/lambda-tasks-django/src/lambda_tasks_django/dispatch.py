@@ -146,13 +146,20 @@ def _send_after_commit(transport: Transport, invocation: TaskInvocation) -> None
     _keep_flush_last(connection)
 
 
-def enqueue_now(invocation: TaskInvocation, *, enqueued_at: datetime.datetime) -> TaskInvocation:
+def enqueue_now(
+    invocation: TaskInvocation,
+    *,
+    enqueued_at: datetime.datetime,
+    before_send: Callable[[TaskInvocation], None] | None = None,
+) -> TaskInvocation:
     """Record the invocation READY and dispatch it at once (the ``django.tasks`` contract).
 
     Django's backends enqueue immediately, not on commit. The READY record is
     written in the caller's transaction: rolled back with it, it simply is not
     there when the attempt runs. With the outbox on, the invocation is written
     to the outbox in the current transaction instead and sent after commit.
+    ``before_send`` is called with the invocation (and its id) once it is
+    recorded, before the transport sees it: in eager mode, before it runs.
     Returns the invocation with its id.
     """
     from lambda_tasks_core import record_id
@@ -180,6 +187,9 @@ def enqueue_now(invocation: TaskInvocation, *, enqueued_at: datetime.datetime) -
         from lambda_tasks_django import outbox
 
         outbox.store([invocation])
+    if before_send is not None:
+        before_send(invocation)
+    if conf.uses_outbox:
         _send_after_commit(transport, invocation)
     else:
         transport.send([invocation])
