@@ -53,11 +53,12 @@ _conn: Connection[Any, Any] | None = None
 _send_lock = threading.Lock()
 
 
-class WorkerStopped(SystemExit):
+class WorkerStopped(KeyboardInterrupt):
     """Raised in a local worker by SIGTERM: the server is shutting the pool down.
 
-    A ``SystemExit`` (not an ``Exception``), so task code cannot swallow it; the
-    executor records the interrupted attempt as FAILED.
+    An interrupt (not an ``Exception``), so task code cannot swallow it, and not
+    the task's outcome: the executor rolls the task back and releases the
+    attempt (SPEC §4), while a ``SystemExit`` from the task is its FAILED outcome.
     """
 
 
