@@ -389,3 +389,33 @@ def create_group_then_failing_callback(*, name: str) -> None:
         raise ValueError("callback after the commit failed")
 
     transaction.on_commit(fail)
+
+
+def _touch(path: str) -> None:
+    with open(path, "w"):
+        pass
+
+
+@lambda_task
+def fault_drill(*, name: str, ready: str, where: str = "body", follow_up: bool = False) -> None:
+    """For the fault drills: writes a group, then, on its first run only, tells the test
+    (by creating the file ``ready``) that it reached the dangerous instant and holds there.
+
+    ``where``: ``body`` (before the commit, for 30 s), ``after_commit`` (in an
+    on_commit callback, for 30 s) or ``before_commit`` (1 s before the commit,
+    so the test can make SQS hang for the follow-up's send). ``follow_up``
+    enqueues ``create_group(name=<name>-follow)``.
+    """
+    from django.db import transaction
+
+    first = not os.path.exists(ready)
+    Group.objects.create(name=name)
+    if follow_up:
+        create_group.execute_on_commit(name=f"{name}-follow")
+    if not first:
+        return
+    if where == "after_commit":
+        transaction.on_commit(lambda: (_touch(ready), time.sleep(30)))
+        return
+    _touch(ready)
+    time.sleep(30 if where == "body" else 1)
