@@ -415,7 +415,12 @@ def fault_drill(*, name: str, ready: str, where: str = "body", follow_up: bool =
     if not first:
         return
     if where == "after_commit":
-        transaction.on_commit(lambda: (_touch(ready), time.sleep(30)))
+
+        def hold() -> None:
+            _touch(ready)
+            time.sleep(30)
+
+        transaction.on_commit(hold)
         return
     _touch(ready)
     time.sleep(30 if where == "body" else 1)
